@@ -1,0 +1,312 @@
+"""Reading and writing DeBERTa checkpoints (Hugging Face layout).
+
+Weights are read from ``model.safetensors`` (preferred), sharded safetensors (``*.index.json``) or
+``pytorch_model.bin`` through ``torch.load(weights_only=True)`` — never a plain pickle. Keys are
+normalised by pure ``state_dict -> state_dict`` functions; anything left unexplained is an error
+that names the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import DebertaConfig
+from .hub import resolve_model_dir
+from .model.deberta import TASK_BY_SUFFIX, TASKS, DebertaForMaskedLM, DebertaPreTrained
+
+logger = logging.getLogger("fastdeberta")
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+PREFIX = "deberta."
+ABSOLUTE_POSITIONS = "deberta.embeddings.position_embeddings.weight"
+# Heads a checkpoint may carry that a model for another task does not use.
+HEAD_PREFIXES = ("cls.", "lm_predictions.", "mask_predictions.", "pooler.", "classifier.", "qa_outputs.")
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded as asked: corrupt file, missing or mismatched weights."""
+
+
+# ----------------------------------------------------------------------------- reading files
+def find_weight_file(folder: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    raise CheckpointError(
+        f"no weights in {folder}: looked for {', '.join(WEIGHT_FILES)}; the folder holds {present}. "
+        "TensorFlow/Flax-only checkpoints must be converted to PyTorch first."
+    )
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({err}). The download may be incomplete or the "
+            "file corrupt: delete it and download again."
+        ) from err
+
+
+def _read_bin(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError)
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch weights file with weights_only=True ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). It is corrupt, or it contains Python objects "
+            "besides tensors, which fastdeberta refuses to unpickle. Convert it to safetensors."
+        ) from err
+    if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} does not hold a flat dict of tensors (a state_dict).")
+    return data
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read one weights file or a sharded index."""
+    if path.name.endswith(".index.json"):
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+            shards = sorted(set(index["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"{path} is not a valid shard index (needs a 'weight_map'): {err}") from err
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            shard_path = path.parent / shard
+            if not shard_path.is_file():
+                raise CheckpointError(f"shard {shard} listed in {path.name} is missing from {path.parent}")
+            state.update(read_state_dict(shard_path))
+        return state
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _read_bin(path)
+
+
+# ----------------------------------------------------------------------------- key normalisation
+def normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old-style names -> current: LayerNorm gamma/beta -> weight/bias; base-model keys get the
+    ``deberta.`` prefix; non-persistent buffers (position_ids) are dropped."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key.endswith(".gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith(".beta"):
+            key = key[: -len("beta")] + "bias"
+        if key.startswith(("embeddings.", "encoder.")):
+            key = PREFIX + key
+        if key.startswith("bert."):
+            key = PREFIX + key[len("bert."):]
+        out[key] = value
+    # The legacy MLM decoder is tied to the word embeddings; its bias is the head bias.
+    decoder_bias = out.pop("cls.predictions.decoder.bias", None)
+    if decoder_bias is not None:
+        out.setdefault("cls.predictions.bias", decoder_bias)
+    out.pop("cls.predictions.decoder.weight", None)
+    return out
+
+
+def mlm_head_layout(state: dict[str, torch.Tensor], config: DebertaConfig) -> str:
+    if any(k.startswith("lm_predictions.lm_head.") for k in state):
+        return "lm_predictions"
+    if any(k.startswith("cls.predictions.") for k in state):
+        return "legacy"
+    return "legacy" if config.legacy else "lm_predictions"
+
+
+# ----------------------------------------------------------------------------- building models
+def build_model(config: DebertaConfig, task: str, state: dict[str, torch.Tensor] | None = None) -> DebertaPreTrained:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    cls = TASKS[task]
+    if cls is DebertaForMaskedLM:
+        if state is None:
+            return DebertaForMaskedLM(config)
+        emd = (not config.position_biased_input and config.relative_attention and ABSOLUTE_POSITIONS in state)
+        return DebertaForMaskedLM(config, head_layout=mlm_head_layout(state, config), enhanced_mask_decoder=emd)
+    return cls(config)
+
+
+def _model_keys(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
+    """The model's state dict with every key in checkpoint form (``deberta.`` prefix for the base)."""
+    sd = model.state_dict()
+    if model.task == "base":
+        return {PREFIX + k: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def load_state(model: DebertaPreTrained, state: dict[str, torch.Tensor], *, strict: bool = True,
+               source: str = "checkpoint") -> dict[str, list[str]]:
+    """Copy ``state`` (normalised keys) into ``model``; raise on anything unexplained.
+
+    Returns the lists of newly initialised and ignored keys.
+    """
+    expected = _model_keys(model)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if mismatched:
+        lines = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched[:8])
+        more = f" (+{len(mismatched) - 8} more)" if len(mismatched) > 8 else ""
+        hint = ""
+        if any(k.startswith(("classifier.", "qa_outputs.")) for k, _, _ in mismatched):
+            hint = " The head was trained for another number of labels: pass num_labels to match, or " \
+                   "ignore_mismatched_sizes=True to start a new head."
+        raise CheckpointError(f"weights in {source} have the wrong shape: {lines}{more}.{hint}")
+
+    head_keys = [k for k in missing if k.startswith(HEAD_PREFIXES)]
+    core_missing = [k for k in missing if k not in head_keys]
+    if model.task == "masked-lm" and ABSOLUTE_POSITIONS in core_missing:
+        core_missing.remove(ABSOLUTE_POSITIONS)
+        head_keys.append(ABSOLUTE_POSITIONS)
+    if core_missing:
+        raise CheckpointError(
+            f"{source} lacks {len(core_missing)} encoder weights this config needs, e.g. {core_missing[:6]}. "
+            "The config.json does not match the weights (wrong model_type, layer count or attention type?)."
+        )
+    ignorable = [k for k in unexpected if k.startswith(HEAD_PREFIXES) or k == ABSOLUTE_POSITIONS]
+    unknown = [k for k in unexpected if k not in ignorable]
+    if unknown and strict:
+        raise CheckpointError(
+            f"{source} has {len(unknown)} weights that a DeBERTa {model.task!r} model does not have, e.g. "
+            f"{unknown[:6]}. Is this a DeBERTa checkpoint? Pass strict=False to ignore them."
+        )
+    if head_keys:
+        message = (f"{model.hf_architecture}: newly initialised weights not in {source}: "
+                   f"{', '.join(head_keys[:6])}{' ...' if len(head_keys) > 6 else ''} — train this head before use.")
+        warnings.warn(message, stacklevel=3)
+    if ignorable:
+        logger.info("ignored %d checkpoint weights not used by task %r: %s", len(ignorable), model.task,
+                    ignorable[:6])
+    own = {}
+    for key, tensor in expected.items():
+        if key in state:
+            own[key[len(PREFIX):] if model.task == "base" else key] = state[key]
+    model.load_state_dict(own, strict=False)
+    return {"initialised": head_keys, "ignored": ignorable + unknown}
+
+
+def _parse_dtype(dtype: Any, config: DebertaConfig) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        name = config.extra.get("torch_dtype") or config.extra.get("dtype")
+        return DTYPES.get(str(name), None) if name else None
+    if str(dtype) not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or 'auto'")
+    return DTYPES[str(dtype)]
+
+
+def infer_task(config: DebertaConfig) -> str:
+    for arch in config.extra.get("architectures") or []:
+        for suffix, task in TASK_BY_SUFFIX.items():
+            if arch.endswith(suffix) and arch.startswith("Deberta"):
+                return task
+    return "base"
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    task: str | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    dtype: Any = None,
+    device: str | torch.device | None = None,
+    strict: bool = True,
+    ignore_mismatched_sizes: bool = False,
+    attention: str = "fast",
+    load_tokenizer: bool = True,
+    **config_overrides: Any,
+) -> DebertaPreTrained:
+    """Load a DeBERTa checkpoint from a folder or the Hugging Face Hub.
+
+    ``task``: "base", "masked-lm", "sequence-classification", "token-classification",
+    "question-answering", "multiple-choice"; None picks it from config.json's ``architectures``.
+    Extra keyword arguments override config fields (e.g. ``num_labels=3``).
+    """
+    folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only, token=token)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"no config.json in {folder}; a DeBERTa checkpoint folder needs one.")
+    config = DebertaConfig.from_json_file(config_path)
+    if config_overrides:
+        if "id2label" in config_overrides and "num_labels" not in config_overrides:
+            config_overrides["num_labels"] = len(config_overrides["id2label"])
+        config = config.replace(**config_overrides)
+    task = task or infer_task(config)
+    weights = find_weight_file(folder)
+    state = normalise_keys(read_state_dict(weights))
+    model = build_model(config, task, state)
+    if ignore_mismatched_sizes:
+        expected = _model_keys(model)
+        for key in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
+            warnings.warn(f"{key}: shape {tuple(state[key].shape)} in the checkpoint, "
+                          f"{tuple(expected[key].shape)} in the model; starting it anew.", stacklevel=2)
+            del state[key]
+    load_state(model, state, strict=strict, source=str(weights))
+    model.set_attention_implementation(attention)
+    torch_dtype = _parse_dtype(dtype, config)
+    if torch_dtype is not None:
+        model.to(torch_dtype)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    model.name_or_path = str(name_or_path)
+    if load_tokenizer:
+        model.tokenizer = _try_tokenizer(folder)
+    return model
+
+
+def _try_tokenizer(folder: Path):
+    vocab_files = ("spm.model", "vocab.json", "tokenizer.json", "bpe_encoder.bin")
+    if not any((folder / f).is_file() for f in vocab_files):
+        return None
+    from .tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(folder)
+
+
+# ----------------------------------------------------------------------------- saving
+def export_state_dict(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
+    """The model's weights under transformers' key names, each tensor contiguous and unshared."""
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.export_config().save_pretrained(folder)
+    tmp = folder / "model.safetensors.tmp"
+    save_file(export_state_dict(model), str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, folder / "model.safetensors")   # never leave a half-written checkpoint behind
+    return folder

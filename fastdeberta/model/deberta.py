@@ -1,0 +1,380 @@
+"""DeBERTa models: the base encoder and one class per task head.
+
+State-dict keys equal transformers' (``deberta.embeddings...``, ``deberta.encoder.layer.N...``,
+``cls.predictions...`` / ``lm_predictions.lm_head...``, ``pooler``, ``classifier``, ``qa_outputs``),
+so checkpoints move between the two without conversion.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DebertaConfig
+from .embeddings import DebertaEmbeddings
+from .encoder import DebertaEncoder, EncoderOutput
+from .heads import ContextPooler, LegacyMLMHead, LMHead, sequence_classification_loss
+from .layers import init_weights
+from .outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+
+class DebertaPreTrained(nn.Module):
+    """Shared behaviour: initialisation, saving, attention implementation switch, embeddings API."""
+
+    task: str = "base"
+    hf_suffix: str = "Model"
+
+    def __init__(self, config: DebertaConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer: Any = None          # set by fastdeberta.from_pretrained when vocab files exist
+        self.name_or_path: str | None = None
+
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        self.apply(lambda m: init_weights(m, std))
+        for module in self.modules():
+            for name in ("q_bias", "v_bias", "bias"):
+                p = getattr(module, name, None)
+                if isinstance(p, nn.Parameter) and not isinstance(module, (nn.Linear, nn.LayerNorm, nn.Conv1d)):
+                    nn.init.zeros_(p)
+
+    @property
+    def base_model(self) -> DebertaModel:
+        return self if isinstance(self, DebertaModel) else self.deberta
+
+    @property
+    def hf_architecture(self) -> str:
+        return ("Deberta" if self.config.is_v1 else "DebertaV2") + self.hf_suffix
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        params = {id(p): p for p in self.parameters() if p.requires_grad or not trainable_only}
+        return sum(p.numel() for p in params.values())
+
+    def set_attention_implementation(self, name: str) -> None:
+        """"fast" (default: fused bias + scaled_dot_product_attention) or "reference" (the equations)."""
+        from .attention import IMPLEMENTATIONS
+
+        if name not in IMPLEMENTATIONS:
+            raise ValueError(f"unknown attention implementation {name!r}; choose one of {IMPLEMENTATIONS}")
+        for layer in self.base_model.encoder.layer:
+            layer.attention.self.implementation = name
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = False
+
+    def export_config(self) -> DebertaConfig:
+        """The config to write next to the weights (architectures and head layout filled in)."""
+        changes: dict[str, Any] = {"architectures": [self.hf_architecture]}
+        return self.config.replace(**changes)
+
+    def save_pretrained(self, folder: str | os.PathLike, *, save_tokenizer: bool = True) -> Path:
+        """Write config.json + model.safetensors (loadable by transformers unchanged)."""
+        from ..checkpoint import save_checkpoint
+
+        folder = save_checkpoint(self, folder)
+        if save_tokenizer and self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
+            self.tokenizer.save_pretrained(folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        from ..checkpoint import load_model
+
+        return load_model(name_or_path, task=cls.task, **kwargs)
+
+    def encode(self, texts, **kwargs: Any):
+        """Sentence embeddings, sentence-transformers style; see ``fastdeberta.inference.encode``."""
+        from ..inference.embed import encode
+
+        return encode(self, texts, **kwargs)
+
+
+def _check_inputs(config: DebertaConfig, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None):
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
+        if input_ids.numel() and (int(input_ids.max()) >= config.vocab_size or int(input_ids.min()) < 0):
+            bad = int(input_ids.max()) if int(input_ids.max()) >= config.vocab_size else int(input_ids.min())
+            raise ValueError(
+                f"token id {bad} is outside the vocabulary (vocab_size={config.vocab_size}); the tokenizer "
+                "does not match this model."
+            )
+        shape = input_ids.shape
+    else:
+        if inputs_embeds.dim() != 3:
+            raise ValueError(f"inputs_embeds must have shape (batch, sequence, dim), got {tuple(inputs_embeds.shape)}")
+        shape = inputs_embeds.shape[:2]
+    if shape[1] == 0:
+        raise ValueError("empty input: sequence length is 0; every input needs at least one token")
+    if config.position_biased_input and shape[1] > config.max_position_embeddings:
+        raise ValueError(
+            f"input has {shape[1]} tokens but this model adds absolute positions and supports at most "
+            f"max_position_embeddings={config.max_position_embeddings}; truncate the input "
+            "(tokenizer(..., truncation=True))."
+        )
+    return shape
+
+
+class DebertaModel(DebertaPreTrained):
+    """The DeBERTa encoder without a head: ``last_hidden_state`` (B, L, D)."""
+
+    def __init__(self, config: DebertaConfig, keep_absolute_positions: bool = False):
+        super().__init__(config)
+        self.embeddings = DebertaEmbeddings(config, keep_absolute_positions)
+        self.encoder = DebertaEncoder(config)
+        self.init_weights()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def features(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[EncoderOutput, torch.Tensor]:
+        """Run embeddings + encoder; returns the encoder output and the position ids used."""
+        B, L = _check_inputs(self.config, input_ids, inputs_embeds)
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        mask = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (B, L):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, L)}")
+            mask = attention_mask.to(device).bool()
+        if position_ids is None:
+            position_ids = torch.arange(L, device=device).unsqueeze(0)              # (1, L)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, mask, inputs_embeds)
+        out = self.encoder(hidden, mask, output_hidden_states=output_hidden_states,
+                           output_attentions=output_attentions)
+        return out, position_ids
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states: bool = False, output_attentions: bool = False,
+                return_dict: bool = True, **unused: Any) -> BaseModelOutput:
+        out, _ = self.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                               output_hidden_states, output_attentions)
+        result = BaseModelOutput(out.last_hidden_state, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class DebertaForMaskedLM(DebertaPreTrained):
+    """Masked-token prediction. With ``enhanced_mask_decoder`` (the original DeBERTa MLM), absolute
+    positions enter only here: the last layer is applied twice more with queries = its input +
+    absolute position embeddings, keys/values = its input, before the MLM head.
+
+    head_layout: "legacy" (``cls.predictions.*``) or "lm_predictions" (``lm_predictions.lm_head.*``,
+    the original layout); default from ``config.legacy``.
+    """
+
+    task = "masked-lm"
+    hf_suffix = "ForMaskedLM"
+    emd_steps = 2
+
+    def __init__(self, config: DebertaConfig, *, head_layout: str | None = None,
+                 enhanced_mask_decoder: bool | None = None):
+        super().__init__(config)
+        if enhanced_mask_decoder is None:
+            enhanced_mask_decoder = not config.position_biased_input and config.relative_attention
+        self.enhanced_mask_decoder = bool(enhanced_mask_decoder)
+        self.deberta = DebertaModel(config, keep_absolute_positions=self.enhanced_mask_decoder)
+        if head_layout is None:
+            head_layout = "legacy" if config.legacy else "lm_predictions"
+        if head_layout not in ("legacy", "lm_predictions"):
+            raise ValueError(f"head_layout must be 'legacy' or 'lm_predictions', got {head_layout!r}")
+        self.head_layout = head_layout
+        if head_layout == "legacy":
+            self.cls = LegacyMLMHead(config)
+        else:
+            self.lm_predictions = LMHead(config)
+        self.init_weights()
+
+    def export_config(self) -> DebertaConfig:
+        return self.config.replace(architectures=[self.hf_architecture], legacy=self.head_layout == "legacy")
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        words = self.deberta.embeddings.word_embeddings.weight
+        return (self.cls if self.head_layout == "legacy" else self.lm_predictions)(hidden, words)
+
+    def decoder_states(self, out: EncoderOutput, position_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states the MLM head reads: the EMD output, or the last layer's output."""
+        if not self.enhanced_mask_decoder:
+            return out.last_hidden_state
+        emb = self.deberta.embeddings
+        absolute = emb.absolute_positions(position_ids)                          # (1|B, L, E)
+        if emb.embed_proj is not None:
+            absolute = emb.embed_proj(absolute)                                   # (1|B, L, D)
+        keys = out.penultimate                                                    # (B, L, D)
+        query = keys + absolute
+        last_layer = self.deberta.encoder.layer[-1]
+        state = out.state
+        for _ in range(self.emd_steps):
+            query, _ = last_layer(keys, state.key_mask, state.rel_embeddings, state.slots, query_states=query)
+        return query
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
+                output_attentions: bool = False, return_dict: bool = True, **unused: Any) -> MaskedLMOutput:
+        out, position_ids = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids,
+                                                  inputs_embeds, output_hidden_states, output_attentions)
+        logits = self.head(self.decoder_states(out, position_ids))               # (B, L, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1).long(),
+                                   ignore_index=-100)
+        result = MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class DebertaForSequenceClassification(DebertaPreTrained):
+    task = "sequence-classification"
+    hf_suffix = "ForSequenceClassification"
+
+    def __init__(self, config: DebertaConfig):
+        super().__init__(config)
+        self.num_labels = config.labels_count
+        self.deberta = DebertaModel(config)
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.pooler_size, self.num_labels)
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
+                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+        out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state)))   # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config.problem_type, self.num_labels)
+        result = SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class DebertaForTokenClassification(DebertaPreTrained):
+    task = "token-classification"
+    hf_suffix = "ForTokenClassification"
+
+    def __init__(self, config: DebertaConfig):
+        super().__init__(config)
+        self.num_labels = config.labels_count
+        self.deberta = DebertaModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
+                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+        out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))            # (B, L, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1).long())
+        result = TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class DebertaForQuestionAnswering(DebertaPreTrained):
+    task = "question-answering"
+    hf_suffix = "ForQuestionAnswering"
+
+    def __init__(self, config: DebertaConfig):
+        super().__init__(config)
+        self.num_labels = config.labels_count
+        self.deberta = DebertaModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, self.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None,
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                return_dict: bool = True, **unused: Any):
+        out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       output_hidden_states, output_attentions)
+        logits = self.qa_outputs(out.last_hidden_state)                          # (B, L, 2)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)   # positions outside the sequence are ignored
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+                    + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+        result = QuestionAnsweringModelOutput(loss, start_logits, end_logits, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class DebertaForMultipleChoice(DebertaPreTrained):
+    """Inputs of shape (B, num_choices, L); one score per choice."""
+
+    task = "multiple-choice"
+    hf_suffix = "ForMultipleChoice"
+
+    def __init__(self, config: DebertaConfig):
+        super().__init__(config)
+        self.deberta = DebertaModel(config)
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.pooler_size, 1)
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.init_weights()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
+                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if ref is None or ref.dim() < 3:
+            raise ValueError("multiple choice expects inputs of shape (batch, num_choices, sequence)")
+        num_choices = ref.shape[1]
+
+        def flat(t):
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        out, _ = self.deberta.features(flat(input_ids), flat(attention_mask), flat(token_type_ids),
+                                       flat(position_ids), flat(inputs_embeds), output_hidden_states,
+                                       output_attentions)
+        logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state))).view(-1, num_choices)
+        loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
+        result = MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+TASKS: dict[str, type[DebertaPreTrained]] = {
+    cls.task: cls for cls in (DebertaModel, DebertaForMaskedLM, DebertaForSequenceClassification,
+                              DebertaForTokenClassification, DebertaForQuestionAnswering,
+                              DebertaForMultipleChoice)
+}
+TASK_BY_SUFFIX = {cls.hf_suffix: task for task, cls in TASKS.items()}
