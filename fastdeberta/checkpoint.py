@@ -200,10 +200,7 @@ def load_state(model: DebertaPreTrained, state: dict[str, torch.Tensor], *, stri
     if ignorable:
         logger.info("ignored %d checkpoint weights not used by task %r: %s", len(ignorable), model.task,
                     ignorable[:6])
-    own = {}
-    for key, tensor in expected.items():
-        if key in state:
-            own[key[len(PREFIX):] if model.task == "base" else key] = state[key]
+    own = {(k[len(PREFIX):] if model.task == "base" else k): state[k] for k in expected if k in state}
     model.load_state_dict(own, strict=False)
     return {"initialised": head_keys, "ignored": ignorable + unknown}
 
