@@ -8,13 +8,18 @@ The :class:`Tokenizer` picks a backend from the files found in a model folder:
 * ``bpe_encoder.bin`` -- the original DeBERTa v1 vocabulary format (not supported, see the error);
 * ``tokenizer.json`` -- any ``tokenizers`` serialisation.
 
+Special-token strings written in the text (``"[MASK]"``, ``"[CLS]"``, ... and added tokens) map to
+their ids; the text between them is encoded on its own (SentencePiece) or by the ``tokenizers``
+added-token machinery (BPE, where ``[MASK]`` also absorbs the space before it, as in transformers 4).
+
 Inputs are laid out as ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]`` with token type ids 0 for the
 first segment (specials included) and 1 for ``B [SEP]``.
 
 Offsets (``return_offsets_mapping=True``) are ``(start, end)`` indices into the Python string that
 was passed in (code points, not bytes). Leading whitespace that a token absorbs (the ``"▁"`` marker of
 SentencePiece, the ``"Ġ"`` of byte-level BPE) is *not* part of its span, so a token that is only a
-``"▁"`` gets an empty span ``(p, p)`` at the position of the text that follows it. When SentencePiece
+``"▁"`` gets an empty span ``(p, p)`` at the end of the whitespace it stands for (for a leading ``"▁"``
+that SentencePiece adds itself, that is the start of its own span, usually where the next token begins). When SentencePiece
 splits one character into several byte-fallback pieces, the first pieces get an empty span at the
 start of that character and the last piece gets the whole character. Special tokens and padding
 get ``(0, 0)``.
@@ -40,7 +45,13 @@ _UNSET_MAX_LENGTH_THRESHOLD = 10**12
 _SPECIAL_NAMES = ("pad", "cls", "sep", "unk", "mask")
 _DEFAULT_SPECIALS = {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
 
-_PADDING_CHOICES = {True: "longest", False: None, "longest": "longest", "max_length": "max_length", "do_not_pad": None}
+_PADDING_CHOICES = {
+    True: "longest",
+    False: None,
+    "longest": "longest",
+    "max_length": "max_length",
+    "do_not_pad": None,
+}
 _TRUNCATION_CHOICES = {
     True: "longest_first",
     False: None,
@@ -175,7 +186,9 @@ class _SpmBackend:
         for p in proto.pieces:
             begin, end = min(p.begin, last), min(p.end, last)
             start_c = b2c[begin]
-            end_c = start_c if end <= begin else b2c[end - 1] + 1  # a span ending inside a character rounds up
+            end_c = (
+                start_c if end <= begin else b2c[end - 1] + 1
+            )  # a span ending inside a character rounds up
             ids.append(p.id)
             offs.append((start_c, end_c))
         return ids, offs
@@ -198,13 +211,12 @@ class _SpmBackend:
             ids.extend(c_ids)
             for i, (s, e) in zip(c_ids, c_offs):
                 s, e = s + start, e + start
-                if self.sp.id_to_piece(i).startswith("\u2581"):
-                    while s < e and work[s].isspace():
+                piece = self.sp.id_to_piece(i)
+                if piece.startswith("\u2581"):
+                    # drop the whitespace the "▁" marker stands for, but keep whitespace the piece spells out
+                    body = piece.lstrip("\u2581")
+                    while s < e and work[s].isspace() and not (body and work[s] == body[0]):
                         s += 1
-                    if s == e:  # a bare "▁": empty span just before the text it precedes
-                        while s < len(work) and work[s].isspace():
-                            s += 1
-                        e = s
                 offsets.append((s, e))
         if index is not None:
             n = len(index)
@@ -216,6 +228,12 @@ class _SpmBackend:
             offsets = mapped
         return ids, offsets
 
+    def pieces(self, text: str) -> list[str]:
+        """The pieces of plain text as sentencepiece writes them (unknown pieces show their surface text)."""
+        work = text.lower() if self.do_lower_case else text
+        chunks = _split_on_punct(work) if self.split_by_punct else [(0, work)]
+        return [p for _, chunk in chunks for p in self.sp.encode(chunk, out_type=str)]
+
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode(ids)
 
@@ -226,8 +244,16 @@ class _SpmBackend:
 class _HFBackend:
     """A ``tokenizers.Tokenizer`` (byte-level BPE from vocab.json/merges.txt, or any tokenizer.json)."""
 
-    def __init__(self, tok: Any, kind: str, add_prefix_space: bool = False, files: dict[str, bytes] | None = None):
+    def __init__(
+        self,
+        tok: Any,
+        kind: str,
+        add_prefix_space: bool = False,
+        files: dict[str, bytes] | None = None,
+        mask_lstrip: bool = False,
+    ):
         self.tok = tok
+        self.mask_lstrip = mask_lstrip
         self.kind = kind
         self.add_prefix_space = add_prefix_space
         self.files = files or {}
@@ -235,7 +261,9 @@ class _HFBackend:
         tok.no_padding()
 
     @classmethod
-    def from_bpe(cls, vocab_json: Path, merges_txt: Path, add_prefix_space: bool = False) -> _HFBackend:
+    def from_bpe(
+        cls, vocab_json: Path, merges_txt: Path, add_prefix_space: bool = False, mask_lstrip: bool = True
+    ) -> _HFBackend:
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, pre_tokenizers, processors
 
@@ -245,7 +273,7 @@ class _HFBackend:
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=True)
         files = {"vocab.json": Path(vocab_json).read_bytes(), "merges.txt": Path(merges_txt).read_bytes()}
-        return cls(tok, "bpe", add_prefix_space=add_prefix_space, files=files)
+        return cls(tok, "bpe", add_prefix_space=add_prefix_space, files=files, mask_lstrip=mask_lstrip)
 
     @classmethod
     def from_tokenizer_json(cls, path: Path) -> _HFBackend:
@@ -258,6 +286,9 @@ class _HFBackend:
 
     def piece(self, idx: int) -> str | None:
         return self.tok.id_to_token(idx)
+
+    def pieces(self, text: str) -> list[str]:
+        return list(self.tok.encode(text, add_special_tokens=False).tokens)
 
     def encode(self, text: str, with_offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
         enc = self.tok.encode(text, add_special_tokens=False)
@@ -333,8 +364,8 @@ class Tokenizer:
         to_add = []
         for name in _SPECIAL_NAMES:
             token = names[name]
-            # DeBERTa v1's mask token swallows the space in front of it, as in transformers
-            lstrip = name == "mask" and b.kind == "bpe"
+            # DeBERTa v1's mask token swallows the space in front of it (transformers 4.x behaviour)
+            lstrip = name == "mask" and b.mask_lstrip
             to_add.append(AddedToken(token, lstrip=lstrip, rstrip=False, normalized=False, special=True))
             self._special_tokens[name] = token
         b.tok.add_special_tokens(to_add)
@@ -363,7 +394,9 @@ class Tokenizer:
         added_tokens: dict[str, int] | None = None,
     ) -> Tokenizer:
         """A tokenizer for a SentencePiece model file (``spm.model`` of DeBERTa v2/v3/mDeBERTa)."""
-        backend = _SpmBackend(Path(path).read_bytes(), do_lower_case=do_lower_case, split_by_punct=split_by_punct)
+        backend = _SpmBackend(
+            Path(path).read_bytes(), do_lower_case=do_lower_case, split_by_punct=split_by_punct
+        )
         return cls(
             backend,
             model_max_length=model_max_length,
@@ -379,11 +412,17 @@ class Tokenizer:
         merges_txt: str | os.PathLike,
         *,
         add_prefix_space: bool = False,
+        mask_lstrip: bool = True,
         model_max_length: int | None = None,
         special_tokens: dict[str, str] | None = None,
     ) -> Tokenizer:
-        """A tokenizer for GPT-2 style byte-level BPE files (DeBERTa v1 ``vocab.json`` + ``merges.txt``)."""
-        backend = _HFBackend.from_bpe(Path(vocab_json), Path(merges_txt), add_prefix_space=add_prefix_space)
+        """A tokenizer for GPT-2 style byte-level BPE files (DeBERTa v1 ``vocab.json`` + ``merges.txt``).
+
+        ``mask_lstrip=True`` makes ``[MASK]`` absorb the space before it, as transformers 4.x did for DeBERTa v1.
+        """
+        backend = _HFBackend.from_bpe(
+            Path(vocab_json), Path(merges_txt), add_prefix_space=add_prefix_space, mask_lstrip=mask_lstrip
+        )
         return cls(
             backend,
             model_max_length=model_max_length,
@@ -406,14 +445,20 @@ class Tokenizer:
 
         folder = Path(
             resolve_model_dir(
-                name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+                name_or_path,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
             )
         )
         config = _read_json(folder / "tokenizer_config.json")
         special_map = _read_json(folder / "special_tokens_map.json")
         specials: dict[str, str] = {}
         for name in _SPECIAL_NAMES:
-            value = _special_content(config.get(f"{name}_token")) or _special_content(special_map.get(f"{name}_token"))
+            value = _special_content(config.get(f"{name}_token")) or _special_content(
+                special_map.get(f"{name}_token")
+            )
             if value:
                 specials[name] = value
         if model_max_length is None:
@@ -437,10 +482,15 @@ class Tokenizer:
                 added_tokens=added,
             )
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            mask_lstrip = True
+            for entry in (config.get("added_tokens_decoder") or {}).values():
+                if isinstance(entry, dict) and entry.get("content") == specials.get("mask", "[MASK]"):
+                    mask_lstrip = bool(entry.get("lstrip", True))
             return cls.from_bpe(
                 folder / "vocab.json",
                 folder / "merges.txt",
                 add_prefix_space=bool(config.get("add_prefix_space", False)),
+                mask_lstrip=mask_lstrip,
                 model_max_length=model_max_length,
                 special_tokens=specials,
             )
@@ -584,8 +634,18 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         """The token strings (pieces) of ``text``, without [CLS]/[SEP]."""
         _check_text(text, "text")
-        ids, _ = self._encode_text(text, False)
-        return [self._id_to_token(i) for i in ids]
+        if self._split_re is None:
+            return self._backend.pieces(text)
+        out: list[str] = []
+        pos = 0
+        for match in self._split_re.finditer(text):
+            if match.start() > pos:
+                out.extend(self._backend.pieces(text[pos : match.start()]))
+            out.append(match.group())
+            pos = match.end()
+        if pos < len(text):
+            out.extend(self._backend.pieces(text[pos:]))
+        return out
 
     def encode(
         self,
@@ -604,13 +664,16 @@ class Tokenizer:
             max_length=max_length,
             return_attention_mask=False,
             return_token_type_ids=False,
+            _stacklevel=3,
         )
         return enc["input_ids"]
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return 3 if pair else 2
 
-    def build_inputs_with_special_tokens(self, ids: list[int], pair_ids: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, ids: list[int], pair_ids: list[int] | None = None
+    ) -> list[int]:
         if pair_ids is None:
             return [self.cls_token_id, *ids, self.sep_token_id]
         return [self.cls_token_id, *ids, self.sep_token_id, *pair_ids, self.sep_token_id]
@@ -629,6 +692,7 @@ class Tokenizer:
         return_attention_mask: bool = True,
         return_token_type_ids: bool = True,
         pad_to_multiple_of: int | None = None,
+        _stacklevel: int = 2,
     ) -> BatchEncoding:
         """Tokenize one text / text pair, or a batch of them, into model inputs.
 
@@ -643,7 +707,9 @@ class Tokenizer:
             raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+        if pad_to_multiple_of is not None and (
+            not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
+        ):
             raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
         pad_mode = _PADDING_CHOICES[padding]
         trunc_mode = _TRUNCATION_CHOICES[truncation]
@@ -672,7 +738,9 @@ class Tokenizer:
         too_long = 0
         for i, first in enumerate(texts):
             ids_a, offs_a = self._encode_text(first, return_offsets_mapping)
-            ids_b, offs_b = self._encode_text(pairs[i], return_offsets_mapping) if pairs is not None else (None, None)
+            ids_b, offs_b = (
+                self._encode_text(pairs[i], return_offsets_mapping) if pairs is not None else (None, None)
+            )
             total = len(ids_a) + (len(ids_b) if ids_b is not None else 0) + n_special
             if trunc_mode is not None and total > limit:
                 keep_a, keep_b = _truncation_lengths(
@@ -689,7 +757,7 @@ class Tokenizer:
                 f"Token sequence length {too_long} is longer than the maximum length {limit} for this model; "
                 "it was not truncated and may fail in the model. Pass truncation=True to cut it to max_length.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_stacklevel,
             )
 
         if pad_mode is not None:
@@ -784,7 +852,9 @@ class Tokenizer:
             parts.append(self._backend.decode(run))
         return " ".join(p for p in parts if p)
 
-    def batch_decode(self, sequences: Iterable[Iterable[int]], skip_special_tokens: bool = False) -> list[str]:
+    def batch_decode(
+        self, sequences: Iterable[Iterable[int]], skip_special_tokens: bool = False
+    ) -> list[str]:
         return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in _as_list(sequences)]
 
     # -- saving ------------------------------------------------------------------------------------
@@ -807,13 +877,17 @@ class Tokenizer:
             )
             if self._added:
                 path = folder / "added_tokens.json"
-                path.write_text(json.dumps(self._added, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+                path.write_text(
+                    json.dumps(self._added, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+                )
                 written.append(path)
         elif b.kind == "bpe":
             for name, data in b.files.items():
                 (folder / name).write_bytes(data)
                 written.append(folder / name)
-            config.update(tokenizer_class="DebertaTokenizer", add_prefix_space=b.add_prefix_space, vocab_type="gpt2")
+            config.update(
+                tokenizer_class="DebertaTokenizer", add_prefix_space=b.add_prefix_space, vocab_type="gpt2"
+            )
         else:
             b.tok.save(str(folder / "tokenizer.json"))
             written.append(folder / "tokenizer.json")
@@ -829,7 +903,7 @@ class Tokenizer:
             if idx is not None:
                 decoder[str(idx)] = {
                     "content": self._special_tokens[name],
-                    "lstrip": name == "mask" and b.kind == "bpe",
+                    "lstrip": name == "mask" and isinstance(b, _HFBackend) and b.mask_lstrip,
                     "normalized": False,
                     "rstrip": False,
                     "single_word": False,
@@ -838,8 +912,11 @@ class Tokenizer:
         config["added_tokens_decoder"] = dict(sorted(decoder.items(), key=lambda kv: int(kv[0])))
         for path, data in (
             (folder / "tokenizer_config.json", config),
-            (folder / "special_tokens_map.json", {f"{n}_token": self._special_tokens[n] for n in _SPECIAL_NAMES}
-             | {"bos_token": self.cls_token, "eos_token": self.sep_token}),
+            (
+                folder / "special_tokens_map.json",
+                {f"{n}_token": self._special_tokens[n] for n in _SPECIAL_NAMES}
+                | {"bos_token": self.cls_token, "eos_token": self.sep_token},
+            ),
         ):
             path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
             written.append(path)
@@ -871,19 +948,22 @@ def _truncation_lengths(
 ) -> tuple[int, int | None]:
     """How many tokens of each sequence survive, following transformers' truncation strategies."""
     if mode == "longest_first":
-        b = len_b or 0
-        if to_remove > len_a + b:
+        # the rule of the `tokenizers` library (used by transformers' DeBERTa tokenizers): the shorter
+        # sequence is kept whole if it fits in half of the budget, otherwise both get half and the
+        # originally longer one (the second on ties) gets the odd token
+        budget = len_a + (len_b or 0) - to_remove
+        if budget < 0:
             raise ValueError(f"Cannot truncate item {index} to max_length={limit}")
-        # remove from the longer sequence one token at a time; ties go to the second sequence
-        diff = min(abs(len_a - b), to_remove)
-        rest = to_remove - diff
-        if len_a > b:
-            cut_a, cut_b = diff + rest // 2, rest - rest // 2
-        else:
-            cut_a, cut_b = rest // 2, diff + rest - rest // 2
         if len_b is None:
-            return len_a - to_remove, None
-        return len_a - cut_a, b - cut_b
+            return budget, None
+        short, long_ = sorted((len_a, len_b))
+        if short <= budget - short:
+            keep_short, keep_long = short, budget - short
+        else:
+            keep_short, keep_long = budget // 2, budget - budget // 2
+        if len_a > len_b:
+            return keep_long, keep_short
+        return keep_short, keep_long
     if mode == "only_first":
         if to_remove >= len_a:
             raise ValueError(

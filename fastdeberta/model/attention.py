@@ -60,28 +60,56 @@ def p2c_scores(key: torch.Tensor, pos_query: torch.Tensor, slots: torch.Tensor) 
     return table.gather(-1, index).transpose(-1, -2)                        # (B, H, L_query, L_key)
 
 
-def c2p_scores_diagonal(query: torch.Tensor, pos_key: torch.Tensor) -> torch.Tensor:
-    """c2p when slot(i, j) = i - j + L - 1 (S = 2L - 1): a strided view, no gather.
+def position_table(content: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Every content vector against every position vector, batched over heads so each head is one
+    large matmul (M = B * L) instead of B small ones.
 
-    With the position keys in reverse order, row i of the (L, S) table holds the scores for
-    j = 0..L-1 at columns L-1-i .. 2L-2-i, i.e. at flat offset i * (S - 1) + j + (L - 1).
-    query (B, H, L, d), pos_key (H, 2L-1, d) -> (B, H, L, L) (a view)
+    content (B, H, L, d), pos (H, S, d) -> (H, B * L, S), contiguous; entry [h, b * L + i, s].
+    """
+    B, H, L, d = content.shape
+    flat = content.transpose(1, 2).reshape(B * L, H, d).transpose(0, 1)     # (H, B*L, d)
+    return torch.bmm(flat, pos.transpose(1, 2))                             # (H, B*L, S)
+
+
+def _as_bhls(table: torch.Tensor, batch: int) -> torch.Tensor:
+    """(H, B*L, S) -> (B, H, L, S) view."""
+    H, BL, S = table.shape
+    return table.view(H, batch, BL // batch, S).transpose(0, 1)
+
+
+def c2p_bias(query: torch.Tensor, pos_key: torch.Tensor, slots: PositionSlots, rows: slice) -> torch.Tensor:
+    """c2p for query rows ``rows``: (B, H, L, d), (H, S, d) -> (B, H, len(rows), L).
+
+    When slots are diagonal (slot = i - j + L - 1, S = 2L - 1) the position keys are taken in
+    reverse order: row i then holds the scores for j = 0..L-1 contiguously at columns L-1-i ..
+    2L-2-i, and the result is a strided view (flat offset i * (S - 1) + j + L - 1), no gather.
     """
     B, H, L, _ = query.shape
-    S = pos_key.shape[-2]
-    table = query @ pos_key.flip(-2).transpose(-1, -2)                      # (B, H, L, S), contiguous
-    return table.as_strided((B, H, L, L), (H * L * S, L * S, S - 1, 1), table.storage_offset() + L - 1)
+    i0, i1 = rows.start, rows.stop
+    if slots.diagonal:
+        table = position_table(query, pos_key.flip(-2))                     # (H, B*L, S)
+        S = table.shape[-1]
+        return table.as_strided((B, H, i1 - i0, L), (L * S, B * L * S, S - 1, 1),
+                                table.storage_offset() + L - 1 + i0 * (S - 1))
+    table = _as_bhls(position_table(query, pos_key), B)[:, :, i0:i1]        # (B, H, Lb, S)
+    return table.gather(-1, slots.index[i0:i1].expand(B, H, i1 - i0, L))
 
 
-def p2c_scores_diagonal(key: torch.Tensor, pos_query: torch.Tensor) -> torch.Tensor:
-    """p2c when slot(i, j) = i - j + L - 1: entry (i, j) is table[j, i - j + L - 1],
-    flat offset j * (S - 1) + i + (L - 1).
-    key (B, H, L, d), pos_query (H, 2L-1, d) -> (B, H, L, L) (a view)
+def p2c_bias(key: torch.Tensor, pos_query: torch.Tensor, slots: PositionSlots, rows: slice) -> torch.Tensor:
+    """p2c for query rows ``rows``: entry (i, j) = key_j . pos_query[slot(i, j)].
+
+    key (B, H, L, d), pos_query (H, S, d) -> (B, H, len(rows), L). Diagonal slots: table[j, i - j + L - 1]
+    at flat offset j * (S - 1) + i + L - 1, a strided view.
     """
     B, H, L, _ = key.shape
-    S = pos_query.shape[-2]
-    table = key @ pos_query.transpose(-1, -2)                               # (B, H, L, S), contiguous
-    return table.as_strided((B, H, L, L), (H * L * S, L * S, 1, S - 1), table.storage_offset() + L - 1)
+    i0, i1 = rows.start, rows.stop
+    table = position_table(key, pos_query)                                  # (H, B*L, S)
+    if slots.diagonal:
+        S = table.shape[-1]
+        return table.as_strided((B, H, i1 - i0, L), (L * S, B * L * S, 1, S - 1),
+                                table.storage_offset() + L - 1 + i0)
+    index = slots.index[i0:i1].t().expand(B, H, L, i1 - i0)                 # (B, H, L_key, Lb)
+    return _as_bhls(table, B).gather(-1, index).transpose(-1, -2)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -213,29 +241,51 @@ class DisentangledSelfAttention(nn.Module):
             probs = self.head_weights_proj(probs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return probs @ value, probs                                             # (B, H, L, d), (B, H, L, L)
 
+    # Bias blocks are capped at this many elements; longer inputs are processed in query blocks so
+    # attention memory grows linearly with the sequence length.
+    block_elements = 1 << 24
+
     def _fast(self, query, key, value, pos_key, pos_query, slots, key_mask):
-        bias = None
-        if pos_key is not None or pos_query is not None:
-            # Fold the scale into the small operands so the (B, H, L, L) bias is built once.
-            if slots.diagonal:
-                if pos_key is not None:
-                    bias = c2p_scores_diagonal(query * self.scale, pos_key)
-                if pos_query is not None:
-                    p2c = p2c_scores_diagonal(key * self.scale, pos_query)
-                    bias = p2c.contiguous() if bias is None else bias + p2c
-                elif bias is not None:
-                    bias = bias.contiguous()
+        B, H, L, _ = query.shape
+        block = max(64, self.block_elements // (B * H * L)) // 64 * 64
+        if pos_key is None and pos_query is None and key_mask is None:
+            return self._sdpa(query, key, value, None)
+        # Fold the scale into the (small) content operands so each bias is built once, in place.
+        q_scaled = query * self.scale if pos_key is not None else None
+        k_scaled = key * self.scale if pos_query is not None else None
+        if block >= L:
+            return self._sdpa(query, key, value, self._bias(q_scaled, k_scaled, pos_key, pos_query, slots,
+                                                            key_mask, slice(0, L), query))
+        outputs = []
+        for i0 in range(0, L, block):
+            rows = slice(i0, min(i0 + block, L))
+            bias = self._bias(q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, query)
+            outputs.append(self._sdpa(query[:, :, rows], key, value, bias))
+        return torch.cat(outputs, dim=2)
+
+    def _bias(self, q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, like):
+        """Additive attention bias for query rows ``rows``: (B, H, Lb, L), contiguous."""
+        B, H, L, _ = like.shape
+        terms = []
+        if pos_key is not None:
+            terms.append(c2p_bias(q_scaled, pos_key, slots, rows))
+        if pos_query is not None:
+            terms.append(p2c_bias(k_scaled, pos_query, slots, rows))
+        if len(terms) == 2:
+            if torch.is_grad_enabled() and (terms[0].requires_grad or terms[1].requires_grad):
+                bias = terms[0] + terms[1]            # out= has no autograd
             else:
-                if pos_key is not None:
-                    bias = c2p_scores(query * self.scale, pos_key, slots.index)
-                if pos_query is not None:
-                    p2c = p2c_scores(key * self.scale, pos_query, slots.index)
-                    bias = p2c if bias is None else bias + p2c
+                bias = torch.add(terms[0], terms[1], out=like.new_empty(B, H, rows.stop - rows.start, L))
+        elif terms:
+            bias = terms[0].contiguous()
+        else:
+            bias = like.new_zeros(B, 1, 1, L)
         if key_mask is not None:
-            if bias is None:
-                bias = torch.zeros(key_mask.shape[0], 1, 1, key_mask.shape[1], dtype=query.dtype,
-                                   device=query.device)
-            bias = bias.masked_fill(~key_mask[:, None, None, :], torch.finfo(query.dtype).min)
+            # In place is safe: bias is freshly made and no backward formula reads it.
+            bias.masked_fill_(~key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
+        return bias
+
+    def _sdpa(self, query, key, value, bias):
         dropout_p = self.dropout.p if self.training else 0.0
         return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p,
                                               scale=self.scale)
