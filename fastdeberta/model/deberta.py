@@ -119,7 +119,7 @@ def _check_inputs(config: DebertaConfig, input_ids: torch.Tensor | None, inputs_
     if input_ids is not None:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
-        if input_ids.numel() and (int(input_ids.max()) >= config.vocab_size or int(input_ids.min()) < 0):
+        if input_ids.numel() and not torch.compiler.is_compiling() and (int(input_ids.max()) >= config.vocab_size or int(input_ids.min()) < 0):
             bad = int(input_ids.max()) if int(input_ids.max()) >= config.vocab_size else int(input_ids.min())
             raise ValueError(
                 f"token id {bad} is outside the vocabulary (vocab_size={config.vocab_size}); the tokenizer "

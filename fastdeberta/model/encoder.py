@@ -124,7 +124,11 @@ class DebertaEncoder(nn.Module):
         return slots
 
     def prepare(self, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> EncoderState:
-        key_mask = None if mask is None or bool(mask.all()) else mask
+        # An all-ones mask is dropped (saves the masking work); not checked while compiling, where
+        # reading a tensor value would split the graph.
+        key_mask = mask
+        if mask is not None and not torch.compiler.is_compiling() and bool(mask.all()):
+            key_mask = None
         if not self.relative_attention:
             return EncoderState(key_mask, None, None)
         slots = self.position_slots(hidden_states.shape[1], hidden_states.device)

@@ -84,3 +84,24 @@ class MultipleChoiceModelOutput(ModelOutput):
     logits: Tensor | None = None                      # (B, num_choices)
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
+
+def _register_pytrees() -> None:
+    """Let torch.export / torch.compile flatten the output containers like tuples."""
+    from torch.utils import _pytree as pytree
+
+    def register(cls):
+        names = [f.name for f in fields(cls)]
+        pytree.register_pytree_node(
+            cls,
+            lambda out: ([getattr(out, n) for n in names], None),
+            lambda values, _ctx: cls(*values),
+            serialized_type_name=f"fastdeberta.{cls.__name__}",
+        )
+
+    for cls in (BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput,
+                QuestionAnsweringModelOutput, MultipleChoiceModelOutput):
+        register(cls)
+
+
+_register_pytrees()

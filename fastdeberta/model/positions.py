@@ -66,8 +66,21 @@ def position_slots(length: int, *, span: int, buckets: int = -1, max_position: i
     rel = relative_positions(length, length, buckets=buckets, max_position=max_position, device=device)
     slots = torch.clamp(rel + span, 0, 2 * span - 1)          # (L, L)
     # Distances range over [-(L-1), L-1] and bucketing/clamping are monotone, so the slots in use
-    # form the contiguous range [slot at r=-(L-1), slot at r=L-1]: the corners of the matrix.
-    first = int(slots[0, -1])
-    last = int(slots[-1, 0])
+    # form the contiguous range [slot(-(L-1)), slot(L-1)]. Computed on Python ints so that no
+    # tensor value is read back (keeps torch.compile graphs whole).
+    first = scalar_slot(-(length - 1), span=span, buckets=buckets, max_position=max_position)
+    last = scalar_slot(length - 1, span=span, buckets=buckets, max_position=max_position)
     diagonal = last - first == 2 * (length - 1)
     return PositionSlots(index=slots - first, first=first, count=last - first + 1, diagonal=diagonal)
+
+
+def scalar_slot(distance: int, *, span: int, buckets: int = -1, max_position: int = -1) -> int:
+    """``slot`` of one distance, on Python numbers (same arithmetic as ``log_bucket``)."""
+    r = distance
+    if buckets > 0 and max_position > 0:
+        mid = buckets // 2
+        abs_pos = mid - 1 if -mid < r < mid else abs(r)
+        if abs_pos > mid:
+            log_pos = math.ceil(math.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+            r = int(log_pos) * (1 if r > 0 else -1)
+    return min(max(r + span, 0), 2 * span - 1)
