@@ -1,0 +1,141 @@
+"""DebertaConfig: defaults equal transformers' for keys a config.json leaves out, pos_att_type forms,
+serialisation and validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import VARIANTS, hf_config, variant
+
+from fastdeberta import ConfigError, DebertaConfig, preset_config
+
+transformers = pytest.importorskip("transformers")
+
+# fastdeberta field -> transformers attribute where names or representations differ
+_SKIP = {"extra", "model_type", "pos_att_type", "num_labels", "id2label", "label2id", "embedding_size",
+         "pooler_hidden_size", "legacy"}
+
+
+def _compare_with_transformers(data: dict) -> None:
+    ours = DebertaConfig.from_dict(data)
+    ref = hf_config(data)
+    checked = []
+    for name in ours.to_dict():
+        if name in _SKIP or not hasattr(ref, name):
+            continue
+        assert getattr(ours, name) == getattr(ref, name), (name, getattr(ours, name), getattr(ref, name))
+        checked.append(name)
+    # derived values
+    assert ours.embed_dim == getattr(ref, "embedding_size", ref.hidden_size)
+    assert ours.pooler_size == ref.pooler_hidden_size
+    assert ours.labels_count == ref.num_labels
+    assert ours.legacy == ref.legacy
+    assert set(ours.attention_terms) == set(ref.pos_att_type or [])
+    assert len(checked) >= 15, checked
+
+
+@pytest.mark.parametrize("model_type", ["deberta", "deberta-v2"])
+def test_defaults_match_transformers(model_type):
+    _compare_with_transformers({"model_type": model_type})
+    ours = DebertaConfig.from_dict({"model_type": model_type})
+    ref = hf_config({"model_type": model_type})
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "layer_norm_eps", "max_relative_positions", "position_biased_input", "relative_attention",
+                 "type_vocab_size", "pad_token_id", "pooler_hidden_act", "pooler_dropout", "initializer_range"):
+        assert getattr(ours, name) == getattr(ref, name), name
+
+
+def test_transformers_attributes_read_with_getattr_defaults():
+    """Attributes transformers reads with getattr(config, name, default) (absent from its config class)."""
+    ours = DebertaConfig.from_dict({"model_type": "deberta-v2"})
+    assert ours.position_buckets == -1
+    assert ours.share_att_key is False
+    assert ours.norm_rel_ebd == "none"
+    assert ours.conv_kernel_size == 0
+    assert ours.conv_groups == 1 and ours.conv_act == "tanh"
+    assert ours.talking_head is False
+    assert ours.embedding_size is None and ours.embed_dim == ours.hidden_size
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_configs_match_transformers(name):
+    _compare_with_transformers(variant(name, num_labels=4, pooler_hidden_size=32))
+
+
+@pytest.mark.parametrize("raw,terms", [
+    ("c2p|p2c", ("c2p", "p2c")),
+    ("p2c|c2p", ("c2p", "p2c")),
+    (" P2C | c2p ", ("c2p", "p2c")),
+    (["p2c", "c2p"], ("c2p", "p2c")),
+    (["c2p"], ("c2p",)),
+    ("p2c", ("p2c",)),
+    (None, ()),
+    ([], ()),
+])
+def test_pos_att_type_normalisation(raw, terms):
+    config = DebertaConfig.from_dict({"model_type": "deberta-v2", "pos_att_type": raw})
+    assert config.attention_terms == terms
+    assert config.to_dict()["pos_att_type"] == raw          # written back in the form read
+
+
+def test_pos_att_type_unknown_term():
+    with pytest.raises(ConfigError, match="p2p"):
+        DebertaConfig.from_dict({"model_type": "deberta-v2", "pos_att_type": "c2p|p2p"})
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"model_type": "bert"}, "'bert'"),
+    ({"hidden_size": 32}, "model_type"),
+    ({"model_type": "deberta-v2", "hidden_size": 30, "num_attention_heads": 4}, "multiple of num_attention_heads"),
+    ({"model_type": "deberta-v2", "num_hidden_layers": 0}, "num_hidden_layers"),
+    ({"model_type": "deberta-v2", "vocab_size": -5}, "vocab_size"),
+    ({"model_type": "deberta-v2", "problem_type": "ranking"}, "'ranking'"),
+    ({"model_type": "deberta", "position_buckets": 256}, "position_buckets"),
+])
+def test_validation_errors(data, needle):
+    with pytest.raises(ConfigError, match=needle):
+        DebertaConfig.from_dict(data)
+
+
+def test_json_round_trip_with_unknown_keys(tmp_path):
+    data = variant("v3", id2label={"0": "a", "1": "b"}, label2id={"a": 0, "b": 1}, transformers_version="4.99",
+                   architectures=["DebertaV2ForMaskedLM"], custom={"x": [1, 2]})
+    config = DebertaConfig.from_dict(data)
+    assert config.id2label == {0: "a", 1: "b"}
+    assert config.extra == {"transformers_version": "4.99", "architectures": ["DebertaV2ForMaskedLM"],
+                            "custom": {"x": [1, 2]}}
+    path = config.save_pretrained(tmp_path)
+    written = json.loads(path.read_text())
+    assert written["custom"] == {"x": [1, 2]} and written["id2label"] == {"0": "a", "1": "b"}
+    again = DebertaConfig.from_json_file(path)
+    assert again == config
+    # transformers reads the file fastdeberta wrote as the same model
+    ref = transformers.AutoConfig.from_pretrained(tmp_path)
+    assert type(ref).__name__ == "DebertaV2Config"
+    assert ref.position_buckets == 16 and ref.share_att_key is True and ref.pos_att_type == ["p2c", "c2p"]
+    assert ref.id2label == {0: "a", 1: "b"}
+
+
+def test_replace_revalidates():
+    config = DebertaConfig.from_dict(variant("v3"))
+    assert config.replace(num_labels=7).labels_count == 7
+    assert config.num_labels is None      # replace returns a new config
+    with pytest.raises(ConfigError):
+        config.replace(model_type="roberta")
+
+
+def test_from_json_file_errors(tmp_path):
+    (tmp_path / "a.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        DebertaConfig.from_json_file(tmp_path / "a.json")
+    with pytest.raises(FileNotFoundError):
+        DebertaConfig.from_json_file(tmp_path / "missing.json")
+
+
+def test_presets():
+    config = preset_config("deberta-v3-base", num_labels=3)
+    assert config.position_buckets == 256 and config.share_att_key and not config.position_biased_input
+    assert config.hidden_size == 768 and config.labels_count == 3
+    with pytest.raises(ConfigError, match="deberta-v3-huge"):
+        preset_config("deberta-v3-huge")
