@@ -27,7 +27,8 @@ venv: $(STAMP)
 
 # Re-install only when the venv is missing or the package metadata changed.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "'$(PYTHON) -m venv' failed; on Debian/Ubuntu install it with: apt-get install python3-venv"; exit 1; }
 	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"

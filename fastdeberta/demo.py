@@ -1,0 +1,320 @@
+"""End-to-end demo, fully offline: ``python -m fastdeberta.demo [--out .demo] [--steps N] [--force]``.
+
+1. collects English text from this machine: the source strings (msgids) of the gettext catalogs
+   under /usr/share/locale -- menu items, dialog messages, error messages of installed programs;
+2. trains a SentencePiece unigram vocabulary on it with DeBERTa's special pieces;
+3. builds a tiny DeBERTa-v3-style masked LM (with the Enhanced Mask Decoder) and trains it for a
+   few minutes with :func:`fastdeberta.training.train_mlm`, then saves it with its tokenizer;
+4. uses the saved model the way a user would: ``fastdeberta info``, fill-mask, sentence embeddings.
+
+The model is tiny and trained for minutes on UI strings: it shows the toolkit working end to end,
+it is not a pretrained DeBERTa and knows nothing beyond that text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gettext
+import glob
+import io
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+LOCALE_GLOB = "/usr/share/locale/*/LC_MESSAGES/*.mo"
+LICENSE_GLOB = "/usr/share/common-licenses/*"
+
+FILL_MASK_EXAMPLES = [
+    "The file could not be [MASK].",
+    "Do you want to [MASK] the changes?",
+    "Unable to open [MASK] file",
+    "Are you sure you want to [MASK] this folder?",
+    "Not enough [MASK] space on the device",
+]
+EMBED_EXAMPLES = [
+    "Could not open the file",
+    "Unable to open file",
+    "Save changes before closing?",
+    "Do you want to save the changes?",
+    "Show hidden files",
+    "Display hidden files and folders",
+]
+
+# %s, %d, %-10s, %1$s, %lu, %pB, %(name)s, {0}, {name}
+_FORMAT_RE = re.compile(r"%(?:\([^)]*\))?(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|L|z|j|t|p[A-Za-z])?"
+                        r"[diouxXeEfFgGcrsaAn%]|\{[\w.]*\}")
+_TAG_RE = re.compile(r"</?[A-Za-z][^>]*>")
+_MNEMONIC_RE = re.compile(r"(?<![\w])_(?=\w)")
+_OPTION_RE = re.compile(r"^\s*-{1,2}\S.*?\s{2,}")     # "  -s, --stats   show statistics" -> "show statistics"
+_SPACE_RE = re.compile(r"\s+")
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def section(title: str) -> None:
+    say()
+    say(f"== {title} " + "=" * max(0, 72 - len(title)))
+
+
+# ----------------------------------------------------------------------------------- corpus
+def clean_line(line: str) -> str | None:
+    """One UI string, normalised for training; None if it is not a 3+ word English phrase."""
+    line = _OPTION_RE.sub("", line)
+    line = _TAG_RE.sub(" ", line)
+    line = _FORMAT_RE.sub(" ", line)
+    line = _MNEMONIC_RE.sub("", line).replace("&&", "&")
+    line = _SPACE_RE.sub(" ", line).strip(" \t:")
+    if len(line) < 10 or len(line) > 300:
+        return None
+    words = re.findall(r"[A-Za-z]{2,}", line)
+    if len(words) < 3:
+        return None
+    ascii_letters = sum(c.isascii() and c.isalpha() for c in line)
+    if ascii_letters < 0.6 * len(line):                # code, tables, paths, non-English sources
+        return None
+    return line
+
+
+def catalog_msgids(path: str) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            catalog = gettext.GNUTranslations(fh)._catalog
+    except Exception:                                  # broken or unsupported catalog: skip it
+        return []
+    out = []
+    for key in catalog:
+        msgid = key[0] if isinstance(key, tuple) else key        # plural forms: (msgid, n)
+        if isinstance(msgid, str) and msgid:
+            out.append(msgid.split("\x04", 1)[-1])               # drop a msgctxt prefix
+    return out
+
+
+def collect_corpus() -> tuple[list[str], str]:
+    """Deduplicated English sentences from gettext catalogs (or, failing that, license texts)."""
+    files = sorted(glob.glob(LOCALE_GLOB))
+    raw: set[str] = set()
+    for path in files:
+        raw.update(catalog_msgids(path))
+    source = f"msgids of {len(files)} gettext catalogs ({LOCALE_GLOB})"
+    if not raw:
+        licenses = sorted(p for p in glob.glob(LICENSE_GLOB) if os.path.isfile(p))
+        for path in licenses:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            raw.update(re.split(r"(?<=[.;:])\s+|\n\s*\n", text))
+        source = (f"NO gettext catalogs found; fell back to {len(licenses)} license texts "
+                  f"({LICENSE_GLOB})")
+    lines: set[str] = set()
+    for text in raw:
+        for part in text.splitlines():
+            cleaned = clean_line(part)
+            if cleaned:
+                lines.add(cleaned)
+    corpus = sorted(lines)
+    random.Random(0).shuffle(corpus)
+    return corpus, source
+
+
+# -------------------------------------------------------------------------------- tokenizer
+def train_sentencepiece(texts: list[str], vocab_size: int, seed: int = 0) -> bytes:
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,                 # a small corpus may not support the full size
+        character_coverage=0.9995,
+        pad_id=0, pad_piece="[PAD]",
+        bos_id=1, bos_piece="[CLS]",
+        eos_id=2, eos_piece="[SEP]",
+        unk_id=3, unk_piece="[UNK]",
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+# ------------------------------------------------------------------------------------ model
+def build_model(vocab_size: int, hidden: int, layers: int):
+    from fastdeberta import DebertaForMaskedLM, preset_config
+
+    config = preset_config(
+        "deberta-v3-xsmall",
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=128,
+        position_buckets=64,
+    )
+    # position_biased_input=False + relative_attention=True: the Enhanced Mask Decoder is used
+    return DebertaForMaskedLM(config, enhanced_mask_decoder=True)
+
+
+def train_demo_model(out: Path, steps: int, seed: int, time_limit: float | None = None) -> float:
+    from fastdeberta.tokenizer import Tokenizer
+    from fastdeberta.training import train_mlm
+
+    section("1. training text")
+    t0 = time.perf_counter()
+    corpus, source = collect_corpus()
+    if not corpus:
+        raise SystemExit("no training text found on this machine (no gettext catalogs, no license texts)")
+    words = sum(len(t.split()) for t in corpus)
+    say(f"source: {source}")
+    say(f"{len(corpus):,} distinct strings, {words:,} words ({time.perf_counter() - t0:.1f} s). Samples:")
+    for text in corpus[:5]:
+        say(f"  - {text[:100]}")
+
+    section("2. SentencePiece vocabulary")
+    t0 = time.perf_counter()
+    spm_vocab = 4000 if len(corpus) > 5000 else 1000
+    proto = train_sentencepiece(corpus, spm_vocab, seed)
+    model_dir = out / "model"
+    staging = out / "model.partial"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "spm.model").write_bytes(proto)
+    tokenizer = Tokenizer.from_spm(staging / "spm.model", model_max_length=128)
+    say(f"unigram model, {tokenizer.vocab_size - 1} pieces + [MASK] = {tokenizer.vocab_size} ids "
+        f"({time.perf_counter() - t0:.1f} s); [MASK] id {tokenizer.mask_token_id}")
+    say(f"  'Unable to open the file' -> {tokenizer.tokenize('Unable to open the file')}")
+
+    section("3. tiny DeBERTa-v3 masked LM")
+    torch.manual_seed(seed)
+    model = build_model(tokenizer.vocab_size, hidden=128, layers=4)
+    model.tokenizer = tokenizer
+    cfg = model.config
+    say(f"{model.num_parameters() / 1e6:.2f} M parameters: hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, "
+        f"{cfg.num_attention_heads} heads, vocab {cfg.vocab_size}, position buckets {cfg.position_buckets}, "
+        f"Enhanced Mask Decoder: {model.enhanced_mask_decoder}")
+    say(f"training {steps} steps of 64 strings (masked LM, 15% masking, AdamW, lr 1e-3) "
+        f"on {torch.get_num_threads()} CPU threads ...")
+    t0 = time.perf_counter()
+    history = train_mlm(model, corpus, tokenizer=tokenizer, steps=steps, lr=1e-3, batch_size=64,
+                        max_length=48, warmup=0.05, seed=seed, log_every=max(1, steps // 8), time_limit=time_limit,
+                        progress=sys.stderr.isatty())
+    seconds = time.perf_counter() - t0
+    first = sum(history[:20]) / max(1, len(history[:20]))
+    last = sum(history[-20:]) / max(1, len(history[-20:]))
+    say(f"trained in {seconds:.0f} s; loss {first:.2f} (first 20 steps) -> {last:.2f} (last 20 steps)")
+
+    model.save_pretrained(staging)
+    (staging / "demo_training.json").write_text(json.dumps({
+        "source": source, "strings": len(corpus), "steps": len(history), "seconds": round(seconds, 1),
+        "loss_first20": round(first, 4), "loss_last20": round(last, 4), "seed": seed,
+    }, indent=2) + "\n")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    staging.rename(model_dir)                   # only a complete model folder ever appears at out/model
+    size = sum(p.stat().st_size for p in model_dir.iterdir())
+    say(f"saved to {model_dir} ({size / 1e6:.1f} MB): {', '.join(sorted(p.name for p in model_dir.iterdir()))}")
+    return seconds
+
+
+# -------------------------------------------------------------------------------- using it
+def show_info(model_dir: Path) -> None:
+    section("4. fastdeberta info")
+    say(f"$ fastdeberta info --model {model_dir}")
+    # the `fastdeberta` console script, run with this interpreter (works without the venv's bin/ on PATH)
+    cli = "import sys; from fastdeberta.cli.main import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", cli, "info", "--model", str(model_dir)],
+                            capture_output=True, text=True)
+    say((result.stdout + result.stderr).rstrip())
+    if result.returncode != 0:
+        raise SystemExit(f"fastdeberta info failed with exit code {result.returncode}")
+
+
+def use_model(model_dir: Path) -> None:
+    import fastdeberta
+
+    show_info(model_dir)
+
+    section("5. fill-mask (top 5)")
+    say(f'fill = fastdeberta.pipeline("fill-mask", model="{model_dir}")')
+    fill = fastdeberta.pipeline("fill-mask", model=str(model_dir), top_k=5)
+    for text, preds in zip(FILL_MASK_EXAMPLES, fill(FILL_MASK_EXAMPLES)):
+        say(text)
+        say("    " + "   ".join(f"{p['token_str']!r} {p['score']:.2f}" for p in preds))
+
+    section("6. sentence embeddings: cosine similarity")
+    model = fill.model
+    vectors = torch.as_tensor(model.encode(EMBED_EXAMPLES, normalize=True))
+    sims = vectors @ vectors.T
+    say(f"model.encode(sentences, normalize=True) -> {tuple(vectors.shape)} (mean pooling)")
+    for i, text in enumerate(EMBED_EXAMPLES):
+        say(f"  [{i}] {text}")
+    say("      " + "".join(f"[{j}]".rjust(7) for j in range(len(EMBED_EXAMPLES))))
+    for i in range(len(EMBED_EXAMPLES)):
+        say(f"  [{i}] " + "".join(f"{sims[i, j].item():7.2f}" for j in range(len(EMBED_EXAMPLES))))
+    pairs = [(0, 1), (2, 3), (4, 5)]
+    para = sum(sims[i, j].item() for i, j in pairs) / len(pairs)
+    others = [sims[i, j].item() for i in range(len(EMBED_EXAMPLES)) for j in range(i + 1, len(EMBED_EXAMPLES))
+              if (i, j) not in pairs]
+    say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; "
+        f"of the other pairs: {sum(others) / len(others):.2f}")
+
+
+ABOUT = """\
+What this is: a TINY DeBERTa-v3-style masked language model ({params}) trained from scratch for
+{minutes} on this machine's gettext UI strings (menu items, dialog and error messages). It is NOT
+a pretrained DeBERTa: its predictions only reflect that small corpus. It exists to show the toolkit
+end to end -- tokenizer training, the model with its Enhanced Mask Decoder, MLM training, saving,
+loading, fill-mask, embeddings and the CLI -- with no network access. For real work load a
+pretrained checkpoint, e.g. fastdeberta.from_pretrained("microsoft/deberta-v3-base", task="masked-lm")."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastdeberta.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=".demo", help="output folder (default: .demo)")
+    parser.add_argument("--steps", type=int, default=500, help="training steps (default: 500)")
+    parser.add_argument("--time-limit", type=float, default=300.0,
+                        help="stop training after this many seconds even if fewer steps were taken (default: 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="retrain even if OUT/model exists")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    model_dir = out / "model"
+    say("fastdeberta demo: train a tiny DeBERTa on this machine's UI strings, then use it.")
+    if model_dir.is_dir() and (model_dir / "model.safetensors").is_file() and not args.force:
+        say(f"{model_dir} exists; skipping training (use --force to retrain).")
+    else:
+        train_demo_model(out, args.steps, args.seed, args.time_limit or None)
+
+    use_model(model_dir)
+
+    info_path = model_dir / "demo_training.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    minutes = f"{info['seconds'] / 60:.1f} minutes" if "seconds" in info else "a few minutes"
+    section("what this demo model is")
+    say(ABOUT.format(params=f"{params / 1e6:.1f} M parameters", minutes=minutes))
+    return 0
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+if __name__ == "__main__":
+    sys.exit(main())
