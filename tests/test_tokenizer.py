@@ -580,12 +580,6 @@ def test_missing_files_error(tmp_path):
     assert "config.json" in message
 
 
-def test_bpe_encoder_bin_not_supported(tmp_path):
-    torch.save({"encoder": {}}, tmp_path / "bpe_encoder.bin")
-    with pytest.raises(NotImplementedError, match="vocab.json"):
-        Tokenizer.from_pretrained(tmp_path)
-
-
 def test_from_pretrained_uses_resolve_model_dir(monkeypatch, unigram_dir):
     import fastdeberta.hub as hub
 
