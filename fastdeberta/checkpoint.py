@@ -218,6 +218,30 @@ def _parse_dtype(dtype: Any, config: DebertaConfig) -> torch.dtype | None:
     return DTYPES[str(dtype)]
 
 
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device``; refused before any weights are read when it cannot be used."""
+    if device is None:
+        return None
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"device {device!r} is not a torch device ({err}); use e.g. 'cpu' or 'cuda:0'"
+        ) from err
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} needs CUDA, which torch {torch.__version__} cannot use here (no GPU, "
+                "or a CPU-only build of torch); use device='cpu'."
+            )
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0; use one of them."
+            )
+    return target
+
+
 def infer_task(config: DebertaConfig) -> str:
     for arch in config.extra.get("architectures") or []:
         for suffix, task in TASK_BY_SUFFIX.items():
@@ -248,6 +272,7 @@ def load_model(
     "question-answering", "multiple-choice"; None picks it from config.json's ``architectures``.
     Extra keyword arguments override config fields (e.g. ``num_labels=3``).
     """
+    device = check_device(device)
     folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only, token=token)
     config_path = folder / "config.json"

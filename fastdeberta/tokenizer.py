@@ -419,8 +419,8 @@ class _HFBackend:
 class Tokenizer:
     """DeBERTa tokenizer with exact SentencePiece / byte-level BPE ids.
 
-    Build one with :meth:`from_pretrained` (a model folder or Hub repo id), :meth:`from_spm` or
-    :meth:`from_bpe`; call it like a transformers tokenizer.
+    Build one with :meth:`from_pretrained` (a model folder or Hub repo id), :meth:`from_spm`,
+    :meth:`from_bpe` or :meth:`from_bpe_encoder`; call it like a transformers tokenizer.
     """
 
     def __init__(

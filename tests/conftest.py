@@ -228,6 +228,28 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def cache_only_hub(monkeypatch):
+    """huggingface_hub left online (HF_HUB_OFFLINE unset), with ``snapshot_download`` wrapped so that a
+    call that may use the network fails the test. Returns the ``local_files_only`` flag of every call."""
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    real = huggingface_hub.snapshot_download
+    flags: list[bool] = []
+
+    def cache_only(*args, **kwargs):
+        flags.append(kwargs.get("local_files_only", False))
+        if not flags[-1]:
+            raise AssertionError(f"snapshot_download may use the network here: {args} {kwargs}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
+    return flags
+
+
 @pytest.fixture(params=sorted(VARIANTS))
 def variant_name(request) -> str:
     """Every variant name."""

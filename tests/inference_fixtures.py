@@ -166,3 +166,16 @@ def classifier_checkpoint() -> Path:
     model = DebertaForSequenceClassification(config)
     model.tokenizer = tok
     return _save(model, "cls-v2")
+
+
+def hub_cache_of(folder: Path, cache: Path, repo_id: str, sha: str = "c" * 40) -> Path:
+    """Put the files of ``folder`` into ``cache`` as the Hub repo ``repo_id`` at revision ``sha`` (= main),
+    in the standard Hugging Face cache layout; returns ``cache``."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        shutil.copyfile(path, snapshot / path.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    return cache

@@ -82,6 +82,24 @@ def test_sharded_safetensors_load(saved_fast_model, tmp_path):
         fastdeberta.from_pretrained(out, task="base")
 
 
+def test_sharded_pytorch_model_bin_load(saved_fast_model, tmp_path):
+    folder, model = saved_fast_model("v1-base", "base")
+    state = _state(folder)
+    keys = sorted(state)
+    out = tmp_path / "sharded-bin"
+    out.mkdir()
+    (out / "config.json").write_text((folder / "config.json").read_text())
+    weight_map = {}
+    for n, names in enumerate((keys[::2], keys[1::2]), 1):
+        shard = f"pytorch_model-0000{n}-of-00002.bin"
+        torch.save({k: state[k] for k in names}, out / shard)
+        weight_map.update(dict.fromkeys(names, shard))
+    (out / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    loaded = fastdeberta.from_pretrained(out, task="base")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_pytorch_model_bin_loads(saved_fast_model, tmp_path):
     folder, model = saved_fast_model("v1-base", "masked-lm")
     out = tmp_path / "bin"
@@ -162,11 +180,22 @@ def test_dtype_bfloat16(saved_fast_model):
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 
 
+def test_dtype_auto_and_unknown(saved_fast_model):
+    folder, _ = saved_fast_model("v3", "base", torch_dtype="bfloat16")
+    assert {p.dtype for p in fastdeberta.from_pretrained(folder).parameters()} == {torch.float32}
+    auto = fastdeberta.from_pretrained(folder, dtype="auto")
+    assert {p.dtype for p in auto.parameters()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match=r"unknown dtype 'int4'.*'bfloat16'"):
+        fastdeberta.from_pretrained(folder, dtype="int4")
+
+
 def test_new_head_on_base_checkpoint_warns(saved_fast_model):
     folder, model = saved_fast_model("v2-rel", "base")
     with pytest.warns(UserWarning) as record:
         loaded = fastdeberta.from_pretrained(folder, task="sequence-classification", num_labels=4)
-    message = " ".join(str(w.message) for w in record)
+    assert len(record) == 1  # one warning, on one line, naming the new weights
+    message = str(record[0].message)
+    assert "\n" not in message
     for key in ("classifier.weight", "classifier.bias", "pooler.dense.weight"):
         assert key in message
     assert loaded.classifier.out_features == 4
@@ -197,12 +226,8 @@ SHA_MAIN = "a" * 40
 SHA_V1 = "b" * 40
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
+def _fill_hub_cache(cache):
     """<cache>/models--org--tiny-deberta with two revisions: main -> SHA_MAIN, tag v1 -> SHA_V1."""
-    import huggingface_hub.constants as hf_constants
-
-    cache = tmp_path / "hf-cache"
     repo = cache / "models--org--tiny-deberta"
     models = {}
     for sha, seed in ((SHA_MAIN, 1), (SHA_V1, 2)):
@@ -213,6 +238,16 @@ def hub_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(SHA_MAIN)
     (repo / "refs" / "v1").write_text(SHA_V1)
+    return models
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """The cache of _fill_hub_cache, with HF_HUB_OFFLINE=1."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf-cache"
+    models = _fill_hub_cache(cache)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-default-cache"))
@@ -231,6 +266,35 @@ def test_load_from_hub_cache_offline(hub_cache):
     assert _same_weights(by_sha, models[SHA_V1]) and not _same_weights(by_sha, models[SHA_MAIN])
     by_tag = fastdeberta.from_pretrained("org/tiny-deberta", cache_dir=cache, revision="v1")
     assert _same_weights(by_tag, models[SHA_V1])
+
+
+def test_local_files_only_and_offline_variable_keep_off_the_network(tmp_path, monkeypatch, cache_only_hub):
+    cache = tmp_path / "hf-cache"
+    models = _fill_hub_cache(cache)
+    loaded = fastdeberta.from_pretrained("org/tiny-deberta", cache_dir=cache, local_files_only=True)
+    assert _same_weights(loaded, models[SHA_MAIN])
+    # HF_HUB_OFFLINE set after huggingface_hub was imported (which only reads it then) still counts
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    by_tag = fastdeberta.from_pretrained("org/tiny-deberta", cache_dir=cache, revision="v1")
+    assert _same_weights(by_tag, models[SHA_V1])
+    with pytest.raises(ModelNotFoundError, match="org/not-cached.*offline"):
+        fastdeberta.from_pretrained("org/not-cached", cache_dir=cache)
+    assert cache_only_hub == [True, True, True]
+
+
+def test_device_argument(saved_fast_model):
+    folder, _ = saved_fast_model("v3", "base")
+    loaded = fastdeberta.from_pretrained(folder, device="meta")
+    assert {p.device.type for p in loaded.parameters()} == {"meta"}
+    with pytest.raises(ValueError, match=r"device 'gpu' is not a torch device.*'cpu'"):
+        fastdeberta.from_pretrained(folder, device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_device_without_cuda(saved_fast_model):
+    folder, _ = saved_fast_model("v3", "base")
+    with pytest.raises(ValueError, match=r"device 'cuda:1' needs CUDA.*device='cpu'"):
+        fastdeberta.from_pretrained(folder, device="cuda:1")
 
 
 def test_missing_repo_offline(hub_cache):

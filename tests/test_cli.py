@@ -104,6 +104,25 @@ def test_fill_mask_table_and_errors(mlm_path):
     assert_user_error(cli("fill-mask", "--model", "/no/such/model", "a [MASK]", check=False), "/no/such/model")
 
 
+def test_repo_id_from_the_cache_with_offline(tmp_path, mlm_path, capsys, cache_only_hub):
+    cache = fx.hub_cache_of(mlm_path, tmp_path / "hf-cache", "org/tiny-mlm")
+    hub = ["--model", "org/tiny-mlm", "--cache-dir", str(cache), "--offline"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fill-mask", *hub, "--json", "--top-k", "2", "a [MASK] b"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert main(["info", *hub, "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+    assert doc[0]["masks"][0] == pipeline("fill-mask", model=mlm_path)("a [MASK] b", top_k=2)
+    assert info["parameters"] == fastdeberta.from_pretrained(mlm_path).num_parameters()
+    assert cache_only_hub and all(cache_only_hub)
+
+
+def test_bad_device_is_a_user_error(mlm_path):
+    message = _main_error(["fill-mask", "--model", str(mlm_path), "--device", "gpu", "a [MASK] b"])
+    assert "device 'gpu' is not a torch device" in message
+
+
 # ------------------------------------------------------------------------------------------ embed
 def test_embed_txt_to_npy_equals_encode(tmp_path, mlm_path):
     texts = fx.sentences()[:9]

@@ -269,6 +269,22 @@ def test_encode_keeps_the_training_flag_and_the_public_entry_points_agree(mlm):
     np.testing.assert_allclose(fastdeberta.encode(mlm, TEXTS[:4]), a, atol=1e-7)
 
 
+def test_show_progress_bar(mlm, capsys):
+    encode(mlm, TEXTS[:6], batch_size=2, show_progress_bar=True)
+    bar = capsys.readouterr().err
+    assert "encode" in bar and "6/6" in bar
+    mlm.encode(TEXTS[:6], batch_size=2, show_progress_bar=False)
+    encode(mlm, TEXTS[:6], batch_size=2)  # None: a bar only for more than PROGRESS_MIN_BATCHES batches
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_device_is_refused_before_running(mlm):
+    with pytest.raises(ValueError, match="device 'gpu' is not a torch device"):
+        encode(mlm, TEXTS[:2], device="gpu")
+    with pytest.raises(ValueError, match="device 'gpu'"):
+        pipeline("fill-mask", model=mlm, device="gpu")
+
+
 def test_encode_without_tokenizer_explains(mlm):
     bare = fastdeberta.from_pretrained(fx.mlm_checkpoint(), task="base", load_tokenizer=False)
     with pytest.raises(ValueError, match="tokenizer"):
@@ -383,6 +399,20 @@ def test_fill_mask_without_mask_names_the_text_and_the_mask_token(fill_mask):
         fill_mask(["a [MASK]", "no mask here"])
 
 
+def test_fill_mask_long_texts_are_truncated_but_the_mask_must_survive(fill_mask, mlm):
+    tok = mlm.tokenizer
+    limit = mlm.config.max_position_embeddings  # the EMD's absolute positions cap the length
+    long_tail = "[MASK] sat on the mat. " + "The cat sat on the mat. " * 20
+    assert len(tok.encode(long_tail)) > limit
+    out = fill_mask(long_tail, top_k=3)
+    enc = tok(long_tail, truncation=True, max_length=limit, return_tensors="pt")
+    with torch.no_grad():
+        probs = mlm(**enc).logits[0, 1].double().softmax(-1)
+    assert [p["token"] for p in out] == allowed(mlm, probs).topk(3).indices.tolist()
+    with pytest.raises(ValueError, match=rf"past the first {limit} tokens.*shorten"):
+        fill_mask("The cat sat on the mat. " * 20 + "[MASK]")
+
+
 def test_fill_mask_v1_checkpoint(mlm):
     fm = pipeline("fill-mask", model=fx.v1_checkpoint())
     model = fm.model
@@ -415,3 +445,19 @@ def test_pipeline_factory(mlm, classifier):
     assert fastdeberta.pipeline is pipeline
     with pytest.raises(fastdeberta.ModelNotFoundError):
         pipeline("fill-mask", model="/no/such/folder")
+
+
+def test_pipeline_finds_a_tokenizer_by_repo_id_in_the_same_cache(tmp_path, mlm, cache_only_hub):
+    cache = fx.hub_cache_of(fx.mlm_checkpoint(), tmp_path / "hf-cache", "org/tiny-mlm")
+    text = "The [MASK] sat on the mat."
+    expected = pipeline("fill-mask", model=mlm)(text, top_k=3)
+    by_id = pipeline("fill-mask", model="org/tiny-mlm", tokenizer="org/tiny-mlm", cache_dir=cache,
+                     local_files_only=True)
+    assert by_id(text, top_k=3) == expected
+    bare = fastdeberta.from_pretrained(fx.mlm_checkpoint(), load_tokenizer=False)
+    loaded = pipeline("fill-mask", model=bare, tokenizer="org/tiny-mlm", cache_dir=cache,
+                      local_files_only=True)
+    assert loaded(text, top_k=3) == expected
+    assert cache_only_hub == [True, True, True]
+    with pytest.raises(TypeError, match="cache_dir"):
+        pipeline("fill-mask", model=mlm, cache_dir=cache)   # nothing to load: the option would be ignored

@@ -98,7 +98,9 @@ def _resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     current = next(model.parameters()).device
     if device is None:
         return current
-    target = torch.device(device)
+    from ..checkpoint import check_device
+
+    target = check_device(device)
     if target.type != current.type or (target.index is not None and target != current):
         model.to(target)
     return next(model.parameters()).device

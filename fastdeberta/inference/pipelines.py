@@ -35,7 +35,9 @@ class Pipeline:
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None):
         if device is not None:
-            model.to(torch.device(device))
+            from ..checkpoint import check_device
+
+            model.to(check_device(device))
         model.eval()
         self.model = model
         self.tokenizer = resolve_tokenizer(model, tokenizer)
@@ -193,6 +195,9 @@ _PIPELINE_KWARGS = {
                                 "show_progress_bar", "output_value"),
 }
 
+# keyword arguments that say where to find files (used for the model and for a tokenizer given by name)
+_HUB_KWARGS = ("cache_dir", "local_files_only", "token")
+
 
 def pipeline(task: str, model: Any, tokenizer: Any = None, device: Any = None, dtype: Any = None,
              revision: str | None = None, **kwargs: Any) -> Pipeline:
@@ -201,26 +206,31 @@ def pipeline(task: str, model: Any, tokenizer: Any = None, device: Any = None, d
     ``model`` is a folder, a Hub repo id or an already loaded fastdeberta model; ``tokenizer`` a
     :class:`~fastdeberta.Tokenizer` or a folder / repo id (default: the model's own). Keyword arguments
     that the pipeline understands (``top_k``, ``batch_size``, ``pooling``, ...) become its defaults;
-    the rest (``cache_dir``, ``local_files_only``, ``attention``, ...) go to ``fastdeberta.from_pretrained``.
+    the rest (``cache_dir``, ``local_files_only``, ``attention``, ...) go to ``fastdeberta.from_pretrained``;
+    ``revision``, ``cache_dir``, ``local_files_only`` and ``token`` also apply to a tokenizer given by name.
     """
     if task not in SUPPORTED_TASKS:
         raise ValueError(f"unknown pipeline task {task!r}; supported tasks: {', '.join(SUPPORTED_TASKS)}")
     cls = SUPPORTED_TASKS[task]
     own = {k: kwargs.pop(k) for k in list(kwargs) if k in _PIPELINE_KWARGS[cls]}
+    # where to find files on the Hub / in the cache: for the model and for a tokenizer given by name
+    hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+    tokenizer_by_name = isinstance(tokenizer, (str, os.PathLike))
     if isinstance(model, (str, os.PathLike)):
         from ..checkpoint import load_model
 
         model = load_model(model, task=cls.load_task, revision=revision, dtype=dtype, device=device,
                            load_tokenizer=tokenizer is None, **kwargs)
     else:
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments for an already loaded model: {sorted(kwargs)}")
+        unused = sorted(k for k in kwargs if not (tokenizer_by_name and k in _HUB_KWARGS))
+        if unused:
+            raise TypeError(f"unexpected keyword arguments for an already loaded model: {unused}")
         if dtype is not None:
             from ..checkpoint import DTYPES
 
             model.to(DTYPES.get(str(dtype), dtype) if isinstance(dtype, str) else dtype)
-    if isinstance(tokenizer, (str, os.PathLike)):
+    if tokenizer_by_name:
         from ..tokenizer import Tokenizer
 
-        tokenizer = Tokenizer.from_pretrained(tokenizer, revision=revision)
+        tokenizer = Tokenizer.from_pretrained(tokenizer, revision=revision, **hub)
     return cls(model, tokenizer=tokenizer, device=device, **own)
