@@ -245,6 +245,20 @@ def test_info_json(mlm_path):
     assert "DeBERTa v3" in text and "enhanced mask decoder  yes" in text
 
 
+def test_info_reports_an_unreadable_tokenizer(tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((fx.v1_checkpoint() / name).read_bytes())
+    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["info", "--model", str(folder), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_type"] == "deberta" and info["tokenizer"]["type"] is None
+    assert "bpe_encoder.bin" in info["tokenizer"]["error"] and "weights_only" in info["tokenizer"]["error"]
+
+
 def test_info_other_checkpoints(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

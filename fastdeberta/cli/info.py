@@ -86,7 +86,7 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
         tokenizer = {"type": tok.backend, "class": getattr(tok, "_tokenizer_class", None),
                      "vocab_size": tok.vocab_size, "model_max_length": tok.model_max_length,
                      "do_lower_case": tok.do_lower_case, "mask_token": tok.mask_token}
-    except (FileNotFoundError, NotImplementedError) as err:
+    except (FileNotFoundError, ValueError) as err:  # e.g. a bpe_encoder.bin that needs unsafe unpickling
         tokenizer = {"type": None, "error": str(err).splitlines()[0]}
 
     return {
