@@ -205,17 +205,37 @@ def load_state(model: DebertaPreTrained, state: dict[str, torch.Tensor], *, stri
     return {"initialised": head_keys, "ignored": ignorable + unknown}
 
 
-def _parse_dtype(dtype: Any, config: DebertaConfig) -> torch.dtype | None:
+DTYPE_CHOICES = (
+    "'float32' (or 'fp32', 'float'), 'bfloat16' ('bf16'), 'float16' ('fp16', 'half'), each also as "
+    "'torch.<name>'; 'auto' (the torch_dtype of config.json); None (as stored); or a floating-point "
+    "torch.dtype such as torch.bfloat16"
+)
+
+
+def check_dtype(dtype: Any) -> torch.dtype | str | None:
+    """``dtype`` as a floating-point ``torch.dtype``, ``"auto"`` or None; refused before any file is read."""
     if dtype is None:
         return None
     if isinstance(dtype, torch.dtype):
+        if dtype.is_floating_point:
+            return dtype
+        raise ValueError(f"dtype {dtype} is not a floating-point type, so the weights cannot be loaded in it; "
+                         f"accepted: {DTYPE_CHOICES}")
+    if isinstance(dtype, str):
+        if dtype == "auto":
+            return "auto"
+        name = dtype.removeprefix("torch.")
+        if name in DTYPES:
+            return DTYPES[name]
+    raise ValueError(f"unknown dtype {dtype!r}; accepted: {DTYPE_CHOICES}")
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, config: DebertaConfig) -> torch.dtype | None:
+    """The checked ``dtype`` with "auto" replaced by config.json's ``torch_dtype`` (None: keep as stored)."""
+    if dtype != "auto":
         return dtype
-    if dtype == "auto":
-        name = config.extra.get("torch_dtype") or config.extra.get("dtype")
-        return DTYPES.get(str(name), None) if name else None
-    if str(dtype) not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or 'auto'")
-    return DTYPES[str(dtype)]
+    name = config.extra.get("torch_dtype") or config.extra.get("dtype")
+    return DTYPES.get(str(name), None) if name else None
 
 
 def check_device(device: str | torch.device | None) -> torch.device | None:
@@ -271,8 +291,13 @@ def load_model(
     ``task``: "base", "masked-lm", "sequence-classification", "token-classification",
     "question-answering", "multiple-choice"; None picks it from config.json's ``architectures``.
     Extra keyword arguments override config fields (e.g. ``num_labels=3``).
+    ``dtype``: "float32", "bfloat16", "float16" (and their short names), "auto" (config.json's
+    ``torch_dtype``), a floating-point ``torch.dtype`` or None (as stored); checked, like ``device``,
+    before any file is read. Tokenizer files that cannot be read raise :class:`TokenizerLoadError`
+    (a ``ValueError``); ``load_tokenizer=False`` loads the model without them.
     """
     device = check_device(device)
+    dtype = check_dtype(dtype)
     folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only, token=token)
     config_path = folder / "config.json"
@@ -295,7 +320,7 @@ def load_model(
             del state[key]
     load_state(model, state, strict=strict, source=str(weights))
     model.set_attention_implementation(attention)
-    torch_dtype = _parse_dtype(dtype, config)
+    torch_dtype = _resolve_dtype(dtype, config)
     if torch_dtype is not None:
         model.to(torch_dtype)
     if device is not None:
@@ -307,13 +332,39 @@ def load_model(
     return model
 
 
+class TokenizerLoadError(ValueError):
+    """The weights of a checkpoint load but its tokenizer files cannot be read."""
+
+    def __init__(self, folder: Path, cause: BaseException, hint: str):
+        self.folder, self.cause, self.hint = folder, cause, hint
+        reason = str(cause).strip() or type(cause).__name__
+        if not isinstance(cause, (ValueError, OSError)):  # e.g. sentencepiece's RuntimeError: name the type
+            reason = f"{type(cause).__name__}: {reason}"
+        super().__init__(f"the weights in {folder} load, but its tokenizer files cannot be read: {reason} {hint}")
+
+    def with_hint(self, hint: str) -> TokenizerLoadError:
+        """The same error with another way out (for callers such as pipeline() or the command line)."""
+        error = TokenizerLoadError(self.folder, self.cause, hint)
+        error.__cause__ = self.cause
+        return error
+
+
+LOAD_TOKENIZER_HINT = (
+    "To load the model without it, pass load_tokenizer=False to fastdeberta.from_pretrained, then give a "
+    "tokenizer separately (e.g. tokenizer=fastdeberta.Tokenizer.from_pretrained(FOLDER_OR_REPO_ID))."
+)
+
+
 def _try_tokenizer(folder: Path):
     vocab_files = ("spm.model", "vocab.json", "tokenizer.json", "bpe_encoder.bin")
     if not any((folder / f).is_file() for f in vocab_files):
         return None
     from .tokenizer import Tokenizer
 
-    return Tokenizer.from_pretrained(folder)
+    try:
+        return Tokenizer.from_pretrained(folder)
+    except Exception as err:  # unreadable or inconsistent tokenizer files; the libraries raise many types
+        raise TokenizerLoadError(folder, err, LOAD_TOKENIZER_HINT) from err
 
 
 # ----------------------------------------------------------------------------- saving

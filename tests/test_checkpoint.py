@@ -189,6 +189,50 @@ def test_dtype_auto_and_unknown(saved_fast_model):
         fastdeberta.from_pretrained(folder, dtype="int4")
 
 
+@pytest.mark.parametrize("dtype", ["int4", "float8", "FP16", "torch.int8", "torch.auto", " auto", "",
+                                   torch.int8, torch.bool, torch.long, 16, ["float16"]])
+def test_bad_dtype_is_refused_before_any_file_is_read(saved_fast_model, monkeypatch, dtype):
+    folder, _ = saved_fast_model("v3", "base")
+    import fastdeberta.checkpoint as checkpoint
+
+    def read(*args, **kwargs):
+        raise AssertionError("a file was read before the dtype was checked")
+
+    for name in ("resolve_model_dir", "find_weight_file", "read_state_dict"):
+        monkeypatch.setattr(checkpoint, name, read)
+    with pytest.raises(ValueError) as info:
+        fastdeberta.from_pretrained(folder, dtype=dtype)
+    message = str(info.value)
+    assert (repr(dtype) if not isinstance(dtype, torch.dtype) else str(dtype)) in message
+    for accepted in ("'float32'", "'bfloat16'", "'float16'", "'auto'", "torch.dtype"):
+        assert accepted in message, (accepted, message)
+
+
+@pytest.mark.parametrize("dtype,expected", [("fp16", torch.float16), ("torch.bfloat16", torch.bfloat16),
+                                            (torch.float16, torch.float16), ("float32", torch.float32)])
+def test_accepted_dtype_spellings(saved_fast_model, dtype, expected):
+    folder, _ = saved_fast_model("v3", "base")
+    assert {p.dtype for p in fastdeberta.from_pretrained(folder, dtype=dtype).parameters()} == {expected}
+
+
+def test_unreadable_tokenizer_says_the_model_loads_without_it(saved_fast_model):
+    folder, model = saved_fast_model("v3", "base")
+    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="load_tokenizer=False") as info:
+        fastdeberta.from_pretrained(folder)
+    assert isinstance(info.value, fastdeberta.checkpoint.TokenizerLoadError)
+    assert "bpe_encoder.bin" in str(info.value) and "weights_only" in str(info.value)
+    bare = fastdeberta.from_pretrained(folder, load_tokenizer=False)   # the way out the message names
+    assert bare.tokenizer is None
+    for (k, a), (k2, b) in zip(model.state_dict().items(), bare.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    # other libraries' errors (sentencepiece raises RuntimeError for a corrupt spm.model) get the hint too
+    (folder / "bpe_encoder.bin").unlink()
+    (folder / "spm.model").write_bytes(b"not a sentencepiece model")
+    with pytest.raises(ValueError, match=r"RuntimeError.*load_tokenizer=False"):
+        fastdeberta.from_pretrained(folder)
+
+
 def test_new_head_on_base_checkpoint_warns(saved_fast_model):
     folder, model = saved_fast_model("v2-rel", "base")
     with pytest.warns(UserWarning) as record:

@@ -66,8 +66,8 @@ def test_help_and_version():
 
 
 @pytest.mark.parametrize("command,options", [
-    ("fill-mask", ["--model", "--top-k", "--json", "--revision", "--targets"]),
-    ("embed", ["--model", "--input", "--output", "--pooling", "--normalize", "--layer", "--batch-size",
+    ("fill-mask", ["--model", "--tokenizer", "--top-k", "--json", "--revision", "--targets"]),
+    ("embed", ["--model", "--tokenizer", "--input", "--output", "--pooling", "--normalize", "--layer", "--batch-size",
                "--max-tokens", "--text-column", "--keep-empty"]),
     ("info", ["--model", "--json"]),
 ])
@@ -191,6 +191,53 @@ def test_embed_errors(tmp_path, mlm_path):
                                         str(tmp_path / "o.npy")])
     assert "not found" in _main_error(["embed", "--model", str(mlm_path), "--input", str(tmp_path / "nope.txt"),
                                        "--output", str(tmp_path / "o.npy")])
+
+
+def test_embed_refuses_an_input_without_texts(tmp_path, mlm_path):
+    out = tmp_path / "o.npy"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    proc = cli("embed", "--model", mlm_path, "--input", empty, "--output", out, check=False)
+    assert_user_error(proc, f"no texts found in {empty}")
+    assert not out.exists()
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n\n", encoding="utf-8")
+    assert f"no texts found in {blank}" in _main_error(["embed", "--model", str(mlm_path), "--input", str(blank),
+                                                         "--output", str(out)])
+    for name, content in (("header.csv", "id,text\n"), ("empty.jsonl", "\n"), ("empty.tsv", "text\n")):
+        src = tmp_path / name
+        src.write_text(content, encoding="utf-8")
+        message = _main_error(["embed", "--model", str(mlm_path), "--input", str(src), "--output", str(out)])
+        assert f"no texts found in {src}" in message
+    assert not out.exists()
+
+
+def _folder_with_unreadable_tokenizer(tmp_path: Path, source: Path) -> Path:
+    folder = tmp_path / "broken-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    return folder
+
+
+def test_unreadable_tokenizer_points_to_the_tokenizer_option(tmp_path, mlm_path):
+    folder = _folder_with_unreadable_tokenizer(tmp_path, mlm_path)
+    src = tmp_path / "in.txt"
+    texts = fx.sentences()[:3]
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "o.npy"
+    proc = cli("embed", "--model", folder, "--input", src, "--output", out, check=False)
+    assert_user_error(proc, "bpe_encoder.bin", "--tokenizer")
+    assert "load_tokenizer=False" not in proc.stderr     # a Python-API hint would not help on the command line
+    message = _main_error(["fill-mask", "--model", str(folder), "a [MASK] b"])
+    assert "bpe_encoder.bin" in message and "--tokenizer" in message
+    # the way out the message names
+    cli("embed", "--model", folder, "--tokenizer", mlm_path, "--input", src, "--output", out, "--no-progress")
+    model = fastdeberta.from_pretrained(mlm_path)
+    np.testing.assert_allclose(np.load(out), encode(model, texts), atol=1e-5)
+    got = json.loads(cli("fill-mask", "--model", folder, "--tokenizer", mlm_path, "--json", "a [MASK] b").stdout)
+    assert got[0]["masks"][0] == pipeline("fill-mask", model=model)("a [MASK] b")
 
 
 def _main_error(argv) -> str:

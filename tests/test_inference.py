@@ -447,6 +447,28 @@ def test_pipeline_factory(mlm, classifier):
         pipeline("fill-mask", model="/no/such/folder")
 
 
+def test_pipeline_with_an_unreadable_tokenizer_says_how_to_pass_another(tmp_path, mlm):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((fx.mlm_checkpoint() / name).read_bytes())
+    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"bpe_encoder\.bin.*tokenizer=FOLDER_OR_REPO_ID.*pipeline\(\)"):
+        pipeline("feature-extraction", model=folder)
+    # the way out the message names: the model's own tokenizer files are not read
+    fe = pipeline("feature-extraction", model=folder, tokenizer=fx.mlm_checkpoint())
+    np.testing.assert_allclose(fe(TEXTS[:3]), encode(mlm, TEXTS[:3]), atol=ATOL)
+
+
+def test_pipeline_checks_dtype_of_a_loaded_model(mlm):
+    for bad in ("float8", torch.int8):
+        with pytest.raises(ValueError, match=r"dtype.*'bfloat16'"):
+            pipeline("feature-extraction", model=mlm, dtype=bad)
+    assert {p.dtype for p in mlm.parameters()} == {torch.float32}
+    pipeline("feature-extraction", model=mlm, dtype="auto")   # a loaded model stays as it is
+    assert {p.dtype for p in mlm.parameters()} == {torch.float32}
+
+
 def test_pipeline_finds_a_tokenizer_by_repo_id_in_the_same_cache(tmp_path, mlm, cache_only_hub):
     cache = fx.hub_cache_of(fx.mlm_checkpoint(), tmp_path / "hf-cache", "org/tiny-mlm")
     text = "The [MASK] sat on the mat."

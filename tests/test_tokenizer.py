@@ -237,6 +237,65 @@ def test_pairs_equal_transformers_debertav2(unigram_dir, tok, ascii_strings, kwa
         assert torch.equal(single_ours[key], single_theirs[key])
 
 
+def _ids_or_error(tokenizer, *args, **kwargs):
+    try:
+        return tokenizer(*args, **kwargs)["input_ids"]
+    except Exception as err:  # transformers passes on the `tokenizers` library's plain Exception
+        return err
+
+
+@pytest.mark.parametrize("strategy", ["longest_first", "only_first", "only_second"])
+def test_truncation_strategies_equal_transformers_debertav2(unigram_dir, tok, ascii_strings, strategy):
+    """Pairs (and single texts) cut to every max_length from one token of content up: the same input_ids
+    as transformers' DebertaV2Tokenizer, and a ValueError exactly where it refuses because the sequence
+    the strategy may cut is too short (it never cuts a sequence down to nothing)."""
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.DebertaV2Tokenizer.from_pretrained(str(unigram_dir))
+
+    def length(text):
+        return len(tok.encode(text, add_special_tokens=False))
+
+    by_length = sorted(ascii_strings, key=length)
+    texts = [by_length[0], by_length[len(by_length) // 3], by_length[2 * len(by_length) // 3], by_length[-1]]
+    assert len({length(t) for t in texts}) == 4
+    outcomes = {"equal": 0, "both refuse": 0}
+    cases = [(a, b) for a in texts for b in texts] + [(a, None) for a in texts]
+    for first, second in cases:
+        args = (first,) if second is None else (first, second)
+        n_special = 2 if second is None else 3
+        total = length(first) + (length(second) if second is not None else 0) + n_special
+        for max_length in range(n_special + 1, total + 2):
+            ours = _ids_or_error(tok, *args, truncation=strategy, max_length=max_length)
+            theirs = _ids_or_error(hf, *args, truncation=strategy, max_length=max_length)
+            where = (strategy, length(first), second and length(second), max_length)
+            if isinstance(theirs, Exception):
+                assert isinstance(ours, ValueError), (where, ours, theirs)
+                assert strategy in str(ours) or "text_pair" in str(ours), str(ours)
+                outcomes["both refuse"] += 1
+            else:
+                assert ours == theirs, where
+                assert len(ours) == min(max_length, total)
+                outcomes["equal"] += 1
+    assert outcomes["equal"] > 50
+    assert (outcomes["both refuse"] > 20) == (strategy != "longest_first"), outcomes
+    # a batch is refused as a whole when one of its rows is
+    firsts, seconds = texts, texts[::-1]
+    for max_length in (6, 12, 24):
+        ours = _ids_or_error(tok, firsts, seconds, truncation=strategy, max_length=max_length)
+        theirs = _ids_or_error(hf, firsts, seconds, truncation=strategy, max_length=max_length)
+        if isinstance(theirs, Exception):
+            assert isinstance(ours, ValueError), (max_length, ours)
+        else:
+            assert ours == theirs, max_length
+    # max_length with room for the special tokens only: transformers then empties both sequences whatever
+    # the strategy; we refuse (a deliberate difference) unless longest_first allows it
+    degenerate = _ids_or_error(tok, texts[1], texts[2], truncation=strategy, max_length=3)
+    if strategy == "longest_first":
+        assert degenerate == [tok.cls_token_id, tok.sep_token_id, tok.sep_token_id]
+    else:
+        assert isinstance(degenerate, ValueError) and strategy in str(degenerate)
+
+
 def test_do_lower_case_and_split_by_punct(tmp_path, unigram_dir, sp):
     lower = Tokenizer.from_pretrained(spm_folder_with_config(tmp_path / "a", unigram_dir, do_lower_case=True))
     assert lower.do_lower_case

@@ -9,10 +9,18 @@ class CliError(Exception):
     """A user error: printed as one line on stderr, exit code 2, no traceback."""
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+# how to get past a model whose own tokenizer files cannot be read
+TOKENIZER_HINT = ("Pass --tokenizer FOLDER_OR_REPO_ID to use another tokenizer; the model's own tokenizer "
+                  "files are then not read.")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, tokenizer: bool = False) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", "-m", required=True,
                        help="checkpoint folder or Hugging Face Hub repo id (e.g. microsoft/deberta-v3-base)")
+    if tokenizer:
+        group.add_argument("--tokenizer", default=None,
+                           help="folder or Hub repo id of the tokenizer to use (default: the model's own)")
     group.add_argument("--revision", default=None, help="Hub branch, tag or commit (default: main)")
     group.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     group.add_argument("--offline", action="store_true",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import CliError, add_model_arguments, add_runtime_arguments, load_kwargs
+from .common import TOKENIZER_HINT, CliError, add_model_arguments, add_runtime_arguments, load_kwargs
 
 HELP = "embed the texts of a file (one vector per text) into .npy or .parquet"
 INPUT_TYPES = (".txt", ".jsonl", ".csv", ".tsv")
@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(field 'text' or --text-column), .csv/.tsv (column 'text' or --text-column). Output: .npy (N x D "
         "float32) or .parquet (columns text, embedding). Prints a one-line JSON summary.",
     )
-    add_model_arguments(parser)
+    add_model_arguments(parser, tokenizer=True)
     parser.add_argument("--input", "-i", required=True, help="input file: " + ", ".join(INPUT_TYPES))
     parser.add_argument("--output", "-o", required=True, help="output file: " + ", ".join(OUTPUT_TYPES))
     parser.add_argument("--text-column", default="text", help="field / column holding the text (default: text)")
@@ -138,14 +138,27 @@ def run(args: argparse.Namespace) -> int:
     input_path, output_path = Path(args.input), Path(args.output)
     _check_output(output_path)
     texts = read_texts(input_path, args.text_column, args.keep_empty)
+    if not texts:  # refused before loading the model: an empty output would hide a wrong input file
+        blank = input_path.suffix.lower() == ".txt" and not args.keep_empty
+        raise CliError(f"no texts found in {input_path}; nothing to embed"
+                       + (" (blank lines are skipped unless --keep-empty is given)" if blank else ""))
 
-    from ..checkpoint import load_model
+    from ..checkpoint import TokenizerLoadError, load_model
     from ..inference.embed import encode
 
     start = time.perf_counter()
-    model = load_model(args.model, task="base", dtype=args.dtype, device=args.device, **load_kwargs(args))
-    vectors = encode(model, texts, batch_size=args.batch_size, pooling=args.pooling, layer=args.layer,
-                     normalize=args.normalize, convert_to="numpy", max_length=args.max_length,
+    try:
+        model = load_model(args.model, task="base", dtype=args.dtype, device=args.device,
+                           load_tokenizer=args.tokenizer is None, **load_kwargs(args))
+    except TokenizerLoadError as err:
+        raise err.with_hint(TOKENIZER_HINT) from err.cause
+    tokenizer = None
+    if args.tokenizer is not None:
+        from ..tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_pretrained(args.tokenizer, **load_kwargs(args))
+    vectors = encode(model, texts, tokenizer=tokenizer, batch_size=args.batch_size, pooling=args.pooling,
+                     layer=args.layer, normalize=args.normalize, convert_to="numpy", max_length=args.max_length,
                      max_tokens=args.max_tokens, show_progress_bar=not args.no_progress)
     write_embeddings(output_path, texts, vectors)
     summary = {"count": len(texts), "dim": int(vectors.shape[1]), "output": str(output_path),

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .common import CliError, add_model_arguments, add_runtime_arguments, load_kwargs
+from .common import TOKENIZER_HINT, CliError, add_model_arguments, add_runtime_arguments, load_kwargs
 
 HELP = "predict masked words (write the mask token, usually [MASK], in each TEXT)"
 
@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                'Example: fastdeberta fill-mask --model microsoft/deberta-v3-base "Paris is the [MASK] of France."',
     )
     parser.add_argument("texts", metavar="TEXT", nargs="+", help="text(s) containing the mask token")
-    add_model_arguments(parser)
+    add_model_arguments(parser, tokenizer=True)
     parser.add_argument("--top-k", type=int, default=5, help="predictions per mask (default 5)")
     parser.add_argument("--targets", default=None,
                         help="comma-separated candidate words to score instead of the whole vocabulary")
@@ -38,9 +38,14 @@ def _per_mask(result: list) -> list[list[dict]]:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CliError(f"--top-k must be at least 1, got {args.top_k}")
+    from ..checkpoint import TokenizerLoadError
     from ..inference.pipelines import pipeline
 
-    fm = pipeline("fill-mask", model=args.model, device=args.device, dtype=args.dtype, **load_kwargs(args))
+    try:
+        fm = pipeline("fill-mask", model=args.model, tokenizer=args.tokenizer, device=args.device,
+                      dtype=args.dtype, **load_kwargs(args))
+    except TokenizerLoadError as err:
+        raise err.with_hint(TOKENIZER_HINT) from err.cause
     mask = fm.tokenizer.mask_token
     for text in args.texts:  # check every text before running any
         if mask not in text:

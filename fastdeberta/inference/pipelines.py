@@ -195,6 +195,11 @@ _PIPELINE_KWARGS = {
                                 "show_progress_bar", "output_value"),
 }
 
+PIPELINE_TOKENIZER_HINT = (
+    "To use another tokenizer, pass tokenizer=FOLDER_OR_REPO_ID (or a fastdeberta.Tokenizer) to pipeline(); "
+    "the model's own tokenizer files are then not read."
+)
+
 # keyword arguments that say where to find files (used for the model and for a tokenizer given by name)
 _HUB_KWARGS = ("cache_dir", "local_files_only", "token")
 
@@ -217,18 +222,22 @@ def pipeline(task: str, model: Any, tokenizer: Any = None, device: Any = None, d
     hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
     tokenizer_by_name = isinstance(tokenizer, (str, os.PathLike))
     if isinstance(model, (str, os.PathLike)):
-        from ..checkpoint import load_model
+        from ..checkpoint import TokenizerLoadError, load_model
 
-        model = load_model(model, task=cls.load_task, revision=revision, dtype=dtype, device=device,
-                           load_tokenizer=tokenizer is None, **kwargs)
+        try:
+            model = load_model(model, task=cls.load_task, revision=revision, dtype=dtype, device=device,
+                               load_tokenizer=tokenizer is None, **kwargs)
+        except TokenizerLoadError as err:
+            raise err.with_hint(PIPELINE_TOKENIZER_HINT) from err.cause
     else:
+        from ..checkpoint import check_dtype
+
         unused = sorted(k for k in kwargs if not (tokenizer_by_name and k in _HUB_KWARGS))
         if unused:
             raise TypeError(f"unexpected keyword arguments for an already loaded model: {unused}")
-        if dtype is not None:
-            from ..checkpoint import DTYPES
-
-            model.to(DTYPES.get(str(dtype), dtype) if isinstance(dtype, str) else dtype)
+        torch_dtype = check_dtype(dtype)
+        if isinstance(torch_dtype, torch.dtype):  # "auto" and None keep a loaded model as it is
+            model.to(torch_dtype)
     if tokenizer_by_name:
         from ..tokenizer import Tokenizer
 
