@@ -67,6 +67,65 @@ def test_fast_blocked_matches_reference_with_gradients(variant, length):
         assert (fast_grads[name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-7, name
 
 
+def set_attention(model, **attrs):
+    for layer in model.base_model.encoder.layer:
+        for name, value in attrs.items():
+            setattr(layer.attention.self, name, value)
+
+
+def forward(model, ids, mask, impl):
+    model.set_attention_implementation(impl)
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS) + ["c2p-only", "p2c-only"])
+@pytest.mark.parametrize("block_elements", [1 << 24, 2 * 4 * 32 * 400])
+def test_band_path_for_long_inputs_matches_reference(variant, block_elements):
+    # Small tables (max_position 64) make distances saturate after ~63, so 400 tokens take the
+    # band + far-field path; the small block budget also splits the queries into blocks.
+    extra = {"c2p-only": dict(pos_att_type=["c2p"]), "p2c-only": dict(pos_att_type=["p2c"])}.get(variant, {})
+    overrides = dict(VARIANTS.get(variant, {}), max_position_embeddings=64, position_buckets=16, **extra)
+    if overrides.get("model_type") == "deberta":
+        overrides.update(max_relative_positions=48, position_buckets=-1)
+    torch.manual_seed(0)
+    model = DebertaModel(tiny(**overrides)).eval()
+    ids, mask = batch(400)
+    slots = model.encoder.position_slots(400, torch.device("cpu"))
+    assert slots.reach is not None and slots.reach < 100
+    set_attention(model, band_min_factor=0.0, band_tile=32, block_elements=block_elements)
+    fast = forward(model, ids, mask, "fast")
+    set_attention(model, band_min_factor=1e9)                     # the tiled path, same model
+    tiled = forward(model, ids, mask, "fast")
+    ref = forward(model, ids, mask, "reference")
+    keep = mask.bool()
+    assert (fast - ref)[keep].abs().max() < 1e-5
+    assert (tiled - ref)[keep].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 29])
+@pytest.mark.parametrize("tile", [2, 7, 64])
+def test_tiles_that_do_not_divide_the_length(length, tile):
+    torch.manual_seed(0)
+    model = DebertaModel(tiny()).eval()
+    ids, mask = batch(length)
+    set_attention(model, tile=tile)
+    keep = mask.bool()
+    assert (forward(model, ids, mask, "fast") - forward(model, ids, mask, "reference"))[keep].abs().max() < 1e-5
+
+
+def test_training_after_inference_on_the_same_model():
+    # Position indices cached under inference_mode must not leak into a later backward pass.
+    torch.manual_seed(0)
+    model = DebertaModel(tiny())
+    ids, mask = batch(40)
+    with torch.inference_mode():
+        model.eval()(input_ids=ids, attention_mask=mask)
+    model.train()
+    model(input_ids=ids, attention_mask=mask).last_hidden_state.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_diagonal_and_gather_slots_are_both_exercised():
     # v3 buckets of 32: identity up to distance 16, so 40 tokens need the gather path and 10 do not.
     assert position_slots(10, span=32, buckets=32, max_position=512).diagonal

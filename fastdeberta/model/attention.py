@@ -15,9 +15,10 @@ embedding table) pk_s, pq_s, and s = slot(i, j) (see positions.py):
 Two implementations share the projections:
   * ``reference``: the equations above, materialising each term with ``gather``; also used when
     attention probabilities are requested or for v1's talking-head mixing.
-  * ``fast`` (default): the position terms are computed only over the S slots that occur, read back
-    as strided views of the (B, H, L, S) tables where the slot is a pure diagonal (no gather), and
-    added as one bias to ``scaled_dot_product_attention``.
+  * ``fast`` (default): the position terms are computed tile by tile against position vectors
+    ordered by distance and read back as strided views (``relative_scores``: no gather, no (L, L)
+    index), summed into one bias for ``scaled_dot_product_attention``; long inputs go in query
+    blocks so attention memory grows linearly with L.
 """
 
 from __future__ import annotations
@@ -60,56 +61,31 @@ def p2c_scores(key: torch.Tensor, pos_query: torch.Tensor, slots: torch.Tensor) 
     return table.gather(-1, index).transpose(-1, -2)                        # (B, H, L_query, L_key)
 
 
-def position_table(content: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Every content vector against every position vector, batched over heads so each head is one
-    large matmul (M = B * L) instead of B small ones.
+def relative_scores(content: torch.Tensor, pos: torch.Tensor, window: torch.Tensor, tile: int) -> torch.Tensor:
+    """Content rows against position vectors chosen by distance, tile by tile, with no gather.
 
-    content (B, H, L, d), pos (H, S, d) -> (H, B * L, S), contiguous; entry [h, b * L + i, s].
+    content (B, H, A, d) with A = tiles * tile; pos (H, S, d); window (tiles, w) from
+    ``PositionSlots.window`` with w = tile + C - 1 -> (B, H, tiles, tile, C), a strided view where
+    entry [b, h, t, x, y] = content[b, h, t * tile + x] . pos[h, window[t, tile - 1 - x + y]].
+
+    Each tile is one matmul against its window of w position vectors (sorted by falling distance);
+    in the (tile, w) product, row x holds its C scores contiguously from column tile - 1 - x on, so
+    the result is a view with row stride w - 1. Cost: A * (tile + C - 1) dot products instead of a
+    gather over A * C indices.
     """
-    B, H, L, d = content.shape
-    flat = content.transpose(1, 2).reshape(B * L, H, d).transpose(0, 1)     # (H, B*L, d)
-    return torch.bmm(flat, pos.transpose(1, 2))                             # (H, B*L, S)
+    B, H, A, d = content.shape
+    tiles, w = window.shape
+    C = w - tile + 1
+    rows = content.view(B, H, tiles, tile, d).permute(1, 2, 0, 3, 4).reshape(H * tiles, B * tile, d)
+    by_distance = pos[:, window.view(-1)].view(H * tiles, w, d)                  # (H*tiles, w, d)
+    table = torch.bmm(rows, by_distance.transpose(1, 2))                        # (H*tiles, B*tile, w)
+    return table.as_strided((B, H, tiles, tile, C),
+                            (tile * w, tiles * B * tile * w, B * tile * w, w - 1, 1), tile - 1)
 
 
-def _as_bhls(table: torch.Tensor, batch: int) -> torch.Tensor:
-    """(H, B*L, S) -> (B, H, L, S) view."""
-    H, BL, S = table.shape
-    return table.view(H, batch, BL // batch, S).transpose(0, 1)
-
-
-def c2p_bias(query: torch.Tensor, pos_key: torch.Tensor, slots: PositionSlots, rows: slice) -> torch.Tensor:
-    """c2p for query rows ``rows``: (B, H, L, d), (H, S, d) -> (B, H, len(rows), L).
-
-    When slots are diagonal (slot = i - j + L - 1, S = 2L - 1) the position keys are taken in
-    reverse order: row i then holds the scores for j = 0..L-1 contiguously at columns L-1-i ..
-    2L-2-i, and the result is a strided view (flat offset i * (S - 1) + j + L - 1), no gather.
-    """
-    B, H, L, _ = query.shape
-    i0, i1 = rows.start, rows.stop
-    if slots.diagonal:
-        table = position_table(query, pos_key.flip(-2))                     # (H, B*L, S)
-        S = table.shape[-1]
-        return table.as_strided((B, H, i1 - i0, L), (L * S, B * L * S, S - 1, 1),
-                                table.storage_offset() + L - 1 + i0 * (S - 1))
-    table = _as_bhls(position_table(query, pos_key), B)[:, :, i0:i1]        # (B, H, Lb, S)
-    return table.gather(-1, slots.index[i0:i1].expand(B, H, i1 - i0, L))
-
-
-def p2c_bias(key: torch.Tensor, pos_query: torch.Tensor, slots: PositionSlots, rows: slice) -> torch.Tensor:
-    """p2c for query rows ``rows``: entry (i, j) = key_j . pos_query[slot(i, j)].
-
-    key (B, H, L, d), pos_query (H, S, d) -> (B, H, len(rows), L). Diagonal slots: table[j, i - j + L - 1]
-    at flat offset j * (S - 1) + i + L - 1, a strided view.
-    """
-    B, H, L, _ = key.shape
-    i0, i1 = rows.start, rows.stop
-    table = position_table(key, pos_query)                                  # (H, B*L, S)
-    if slots.diagonal:
-        S = table.shape[-1]
-        return table.as_strided((B, H, i1 - i0, L), (L * S, B * L * S, 1, S - 1),
-                                table.storage_offset() + L - 1 + i0)
-    index = slots.index[i0:i1].t().expand(B, H, L, i1 - i0)                 # (B, H, L_key, Lb)
-    return _as_bhls(table, B).gather(-1, index).transpose(-1, -2)
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """(B, H, L, d) -> (B, H, rows, d), zero rows appended."""
+    return x if x.shape[2] == rows else F.pad(x, (0, 0, 0, rows - x.shape[2]))
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -244,44 +220,139 @@ class DisentangledSelfAttention(nn.Module):
     # Bias blocks are capped at this many elements; longer inputs are processed in query blocks so
     # attention memory grows linearly with the sequence length.
     block_elements = 1 << 24
+    # Rows per matmul tile of the position terms: each tile computes tile + L - 1 scores per row
+    # instead of L, so small tiles waste less; too small and the matmuls get inefficient.
+    tile = 64
 
     def _fast(self, query, key, value, pos_key, pos_query, slots, key_mask):
         B, H, L, _ = query.shape
-        block = max(64, self.block_elements // (B * H * L)) // 64 * 64
-        if pos_key is None and pos_query is None and key_mask is None:
-            return self._sdpa(query, key, value, None)
+        if pos_key is None and pos_query is None:
+            bias = None
+            if key_mask is not None:
+                bias = query.new_zeros(B, 1, 1, L).masked_fill_(~key_mask[:, None, None, :],
+                                                                 torch.finfo(query.dtype).min)
+            return self._sdpa(query, key, value, bias)
         # Fold the scale into the (small) content operands so each bias is built once, in place.
         q_scaled = query * self.scale if pos_key is not None else None
         k_scaled = key * self.scale if pos_query is not None else None
-        if block >= L:
-            return self._sdpa(query, key, value, self._bias(q_scaled, k_scaled, pos_key, pos_query, slots,
-                                                            key_mask, slice(0, L), query))
+        reach = slots.reach
+        needs_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (q_scaled, k_scaled, pos_key, pos_query))
+        band = (reach is not None and not needs_grad and L >= self.band_min_factor * (self.band_tile + 2 * reach))
+        tile = self.band_tile if band else max(2, min(self.tile, L))  # (one-row tiles would overlap)
+        # The band path recomputes 2 * reach key rows of p2c per block, so it takes larger blocks.
+        width, budget = (L + 2 * reach + tile, 4 * self.block_elements) if band else (L, self.block_elements)
+        block = L if B * H * L * width <= budget else max(tile, budget // (B * H * width) // tile * tile)
         outputs = []
         for i0 in range(0, L, block):
             rows = slice(i0, min(i0 + block, L))
-            bias = self._bias(q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, query)
+            if band:
+                bias = self._bias_band(q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, tile, reach)
+            else:
+                bias = self._bias(q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, tile)
             outputs.append(self._sdpa(query[:, :, rows], key, value, bias))
-        return torch.cat(outputs, dim=2)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
-    def _bias(self, q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, like):
-        """Additive attention bias for query rows ``rows``: (B, H, Lb, L), contiguous."""
+    def _bias(self, q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, tile):
+        """Additive attention bias c2p + p2c (+ key mask) for query rows ``rows``: (B, H, Lb, L).
+
+        c2p is computed in tiles of query rows against all keys, p2c in tiles of keys against the
+        block's queries (p2c is a c2p with the roles of query and key swapped and the distance
+        negated). Both land in one buffer padded to whole tiles, viewed as
+        (B, H, query tiles, tile, key tiles, tile); the returned bias is a slice of it.
+        """
+        like = q_scaled if q_scaled is not None else k_scaled
         B, H, L, _ = like.shape
+        i0, Lb = rows.start, rows.stop - rows.start
+        q_tiles, k_tiles = -(-Lb // tile), -(-L // tile)
+        Lq, Lk = q_tiles * tile, k_tiles * tile                                 # padded sizes
         terms = []
         if pos_key is not None:
-            terms.append(c2p_bias(q_scaled, pos_key, slots, rows))
+            window = slots.window(row_start=i0, tiles=q_tiles, tile=tile, col_start=0, cols=Lk, sign=1)
+            c2p = relative_scores(_pad_rows(q_scaled[:, :, rows], Lq), pos_key, window, tile)
+            terms.append(c2p.unflatten(-1, (k_tiles, tile)))                    # (B, H, qt, tile, kt, tile)
         if pos_query is not None:
-            terms.append(p2c_bias(k_scaled, pos_query, slots, rows))
-        if len(terms) == 2:
-            if torch.is_grad_enabled() and (terms[0].requires_grad or terms[1].requires_grad):
-                bias = terms[0] + terms[1]            # out= has no autograd
-            else:
-                bias = torch.add(terms[0], terms[1], out=like.new_empty(B, H, rows.stop - rows.start, L))
-        elif terms:
-            bias = terms[0].contiguous()
+            window = slots.window(row_start=0, tiles=k_tiles, tile=tile, col_start=i0, cols=Lq, sign=-1)
+            p2c_t = relative_scores(_pad_rows(k_scaled, Lk), pos_query, window, tile)   # (B, H, kt, tile, Lq)
+            terms.append(p2c_t.unflatten(-1, (q_tiles, tile)).permute(0, 1, 4, 5, 2, 3))
+        buffer = like.new_empty(B, H, Lq, Lk)
+        tiled = buffer.view(B, H, q_tiles, tile, k_tiles, tile)
+        if len(terms) == 2 and not (torch.is_grad_enabled() and (terms[0].requires_grad or terms[1].requires_grad)):
+            torch.add(terms[0], terms[1], out=tiled)                             # one pass; out= has no autograd
         else:
-            bias = like.new_zeros(B, 1, 1, L)
+            tiled.copy_(terms[0])
+            for term in terms[1:]:
+                tiled.add_(term)
+        bias = buffer[:, :, :Lb, :L]
         if key_mask is not None:
-            # In place is safe: bias is freshly made and no backward formula reads it.
+            # In place is safe: the buffer is freshly made and no backward formula reads it.
+            bias.masked_fill_(~key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
+        return bias
+
+    # Long inputs (inference): past distance ``reach`` every slot is the outermost one, so c2p is a
+    # per-query constant and p2c a per-key constant there. Only a band of 2 * reach keys around each
+    # tile of queries needs the position matmuls; the rest is a broadcast sum.
+    band_tile = 128
+    band_min_factor = 1.5
+
+    def _bias_band(self, q_scaled, k_scaled, pos_key, pos_query, slots, key_mask, rows, tile, reach):
+        """Bias for query rows ``rows`` as band + far field: (B, H, Lb, L), a view with padded rows.
+
+        Buffer columns hold key j at column j + reach, so the band of the query tile starting at
+        row a (keys a - reach ... a + tile + reach - 1) starts at column a: the bands of all tiles
+        form one strided view of the buffer, and both terms are one matmul each against a window of
+        position vectors that is the same for every tile (``PositionSlots.band_windows``).
+        """
+        like = q_scaled if q_scaled is not None else k_scaled
+        B, H, L, _ = like.shape
+        i0, Lb = rows.start, rows.stop - rows.start
+        tiles = -(-Lb // tile)
+        Lq, band = tiles * tile, tile + 2 * reach
+        w = tile + band - 1
+        P = max(i0 + Lq + 2 * reach, reach + L)
+        buffer = like.new_empty(B, H, Lq, P)
+        top, bottom = slots.slot(L - 1) - slots.first, slots.slot(-(L - 1)) - slots.first
+
+        # Far field: keys left of the band see slot ``top``, keys right of it slot ``bottom``.
+        zeros_q, zeros_k = like.new_zeros(B, H, Lq), like.new_zeros(B, H, L)
+        q_blk = _pad_rows(q_scaled[:, :, rows], Lq) if q_scaled is not None else None
+        c_left, c_right = ((q_blk @ pos_key[:, top, :, None]).squeeze(-1),
+                           (q_blk @ pos_key[:, bottom, :, None]).squeeze(-1)) if q_blk is not None else (zeros_q,) * 2
+        p_left, p_right = ((k_scaled @ pos_query[:, top, :, None]).squeeze(-1),
+                           (k_scaled @ pos_query[:, bottom, :, None]).squeeze(-1)) if k_scaled is not None \
+            else (zeros_k,) * 2
+        for t in range(tiles):
+            a, r = i0 + t * tile, slice(t * tile, (t + 1) * tile)
+            lo, hi = min(max(a - reach, 0), L), min(a + tile + reach, L)
+            if lo > 0:
+                torch.add(c_left[:, :, r, None], p_left[:, :, None, :lo], out=buffer[:, :, r, reach:reach + lo])
+            if hi < L:
+                torch.add(c_right[:, :, r, None], p_right[:, :, None, hi:],
+                          out=buffer[:, :, r, reach + hi:reach + L])
+
+        # Band: (B, H, tiles, tile, band), entry [t, x, y] for query a + x and key a - reach + y.
+        c2p_window, p2c_window = slots.band_windows(tile, reach)
+        strip = buffer.as_strided((B, H, tiles, tile, band), (H * Lq * P, Lq * P, tile * (P + 1), P, 1),
+                                  buffer.storage_offset() + i0)
+        terms = []
+        if q_blk is not None:
+            table = q_blk @ pos_key[:, c2p_window].transpose(-1, -2)                    # (B, H, Lq, w)
+            terms.append(table.as_strided((B, H, tiles, tile, band), (H * Lq * w, Lq * w, tile * w, w - 1, 1),
+                                          table.storage_offset() + tile - 1))
+        if k_scaled is not None:
+            # Keys of all bands: key rows i0 - reach ... i0 + Lq + reach - 1, zeros outside [0, L).
+            lo, hi = i0 - reach, i0 + Lq + reach
+            keys = F.pad(k_scaled[:, :, max(lo, 0):min(hi, L)], (0, 0, max(0, -lo), max(0, hi - L)))
+            table = keys @ pos_query[:, p2c_window].transpose(-1, -2)                   # (B, H, Lq + 2R, w)
+            n = Lq + 2 * reach
+            terms.append(table.as_strided((B, H, tiles, tile, band), (H * n * w, n * w, tile * w, 1, w - 1),
+                                          table.storage_offset() + band - 1))
+        if len(terms) == 2:
+            torch.add(terms[0], terms[1], out=strip)
+        else:
+            strip.copy_(terms[0])
+        bias = buffer[:, :, :Lb, reach:reach + L]
+        if key_mask is not None:
             bias.masked_fill_(~key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
         return bias
 

@@ -110,10 +110,12 @@ class DebertaEncoder(nn.Module):
                           if "layer_norm" in norm and not config.is_v1 else None)
         self.conv = ConvLayer(config) if config.conv_kernel_size > 0 and not config.is_v1 else None
         self.gradient_checkpointing = False
-        self._slots_cache: dict[tuple[int, str], PositionSlots] = {}
+        self._slots_cache: dict[tuple[int, str, bool], PositionSlots] = {}
 
     def position_slots(self, length: int, device: torch.device) -> PositionSlots:
-        key = (length, str(device))
+        # Index tensors made under inference_mode cannot be saved for backward later: cache per mode.
+        inference = False if torch.compiler.is_compiling() else torch.is_inference_mode_enabled()
+        key = (length, str(device), inference)
         slots = self._slots_cache.get(key)
         if slots is None:
             slots = position_slots(length, span=self.span, buckets=self.buckets, max_position=self.max_relative,

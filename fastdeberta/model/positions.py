@@ -8,12 +8,17 @@ into log-spaced buckets; every distance is then shifted by ``span`` and clamped 
 
 c2p looks up ``slot(i, j)`` in the position keys for query i; p2c looks up the same slot in the
 position queries for key j (the bucket function is odd, so -bucket(j - i) == bucket(i - j)).
+
+Because the slot depends on ``i - j`` only, the fast attention path never builds the (L, L) slot
+matrix: it multiplies a tile of content vectors with a *window* of position vectors ordered by
+distance and reads the scores back as a strided view (see ``attention.relative_scores``).
+``PositionSlots.window`` provides those windows.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import torch
 
@@ -44,38 +49,15 @@ def relative_positions(query_len: int, key_len: int, *, buckets: int = -1, max_p
     return rel
 
 
-@dataclass(frozen=True)
-class PositionSlots:
-    """Which rows of the relative-embedding table a sequence of length L uses.
-
-    ``index`` holds ``slot(i, j) - first`` so that it indexes the sliced table
-    ``rel_embeddings[first : first + count]`` directly. ``diagonal`` is True when
-    ``slot(i, j) - first == i - j + (L - 1)`` for all i, j (no clamping, no bucketing inside the
-    span): then the lookups are strided views and need no gather.
-    """
-
-    index: torch.Tensor   # (L, L) long, values in [0, count)
-    first: int
-    count: int
-    diagonal: bool
-
-
-def position_slots(length: int, *, span: int, buckets: int = -1, max_position: int = -1,
-                   device: torch.device | None = None) -> PositionSlots:
-    """Slots for self-attention over ``length`` tokens with a table of ``2 * span`` rows."""
-    rel = relative_positions(length, length, buckets=buckets, max_position=max_position, device=device)
-    slots = torch.clamp(rel + span, 0, 2 * span - 1)          # (L, L)
-    # Distances range over [-(L-1), L-1] and bucketing/clamping are monotone, so the slots in use
-    # form the contiguous range [slot(-(L-1)), slot(L-1)]. Computed on Python ints so that no
-    # tensor value is read back (keeps torch.compile graphs whole).
-    first = scalar_slot(-(length - 1), span=span, buckets=buckets, max_position=max_position)
-    last = scalar_slot(length - 1, span=span, buckets=buckets, max_position=max_position)
-    diagonal = last - first == 2 * (length - 1)
-    return PositionSlots(index=slots - first, first=first, count=last - first + 1, diagonal=diagonal)
+def distance_slots(distance: torch.Tensor, *, span: int, buckets: int = -1, max_position: int = -1) -> torch.Tensor:
+    """Table row (slot) of each distance ``i - j`` in ``distance`` (any shape, long)."""
+    if buckets > 0 and max_position > 0:
+        distance = log_bucket(distance, buckets, max_position)
+    return torch.clamp(distance + span, 0, 2 * span - 1)
 
 
 def scalar_slot(distance: int, *, span: int, buckets: int = -1, max_position: int = -1) -> int:
-    """``slot`` of one distance, on Python numbers (same arithmetic as ``log_bucket``)."""
+    """``slot`` of one distance, on Python numbers (same arithmetic as ``distance_slots``)."""
     r = distance
     if buckets > 0 and max_position > 0:
         mid = buckets // 2
@@ -84,3 +66,110 @@ def scalar_slot(distance: int, *, span: int, buckets: int = -1, max_position: in
             log_pos = math.ceil(math.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
             r = int(log_pos) * (1 if r > 0 else -1)
     return min(max(r + span, 0), 2 * span - 1)
+
+
+@lru_cache(maxsize=64)
+def saturation_reach(span: int, buckets: int, max_position: int, length: int) -> int | None:
+    """Smallest R < length - 1 with slot(r) == slot(+inf) for r > R and slot(-r) == slot(-inf); else None."""
+    kw = dict(span=span, buckets=buckets, max_position=max_position)
+    far = length - 1
+    top, bottom = scalar_slot(far, **kw), scalar_slot(-far, **kw)
+    reach = far
+    # Slots are monotone in the distance, so walk inwards while both sides stay saturated.
+    while reach > 0 and scalar_slot(reach, **kw) == top and scalar_slot(-reach, **kw) == bottom:
+        reach -= 1
+    return reach if reach < far - 1 else None
+
+
+class PositionSlots:
+    """The relative-position slots that self-attention over ``length`` tokens uses.
+
+    Distances range over [-(L-1), L-1] and bucketing/clamping are monotone, so the slots in use form
+    the contiguous range ``[first, first + count)``; the encoder projects only those table rows, and
+    every index handed out here is relative to ``first``. Everything is computed from Python ints
+    (no tensor value is read back, which keeps torch.compile graphs whole) and cached per instance.
+    """
+
+    def __init__(self, length: int, *, span: int, buckets: int = -1, max_position: int = -1,
+                 device: torch.device | None = None):
+        self.length, self.span, self.buckets, self.max_position = length, span, buckets, max_position
+        self.device = device
+        self.first = self.slot(-(length - 1))
+        self.count = self.slot(length - 1) - self.first + 1
+        self._windows: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def slot(self, distance: int) -> int:
+        return scalar_slot(distance, span=self.span, buckets=self.buckets, max_position=self.max_position)
+
+    @property
+    def diagonal(self) -> bool:
+        """True when every distance in use has a slot of its own (no bucketing or clamping)."""
+        return self.count == 2 * self.length - 1
+
+    @cached_property
+    def index(self) -> torch.Tensor:
+        """(L, L) long: ``slot(i, j) - first`` (the reference path's gather index)."""
+        rel = relative_positions(self.length, self.length, buckets=self.buckets, max_position=self.max_position,
+                                 device=self.device)
+        return torch.clamp(rel + self.span, 0, 2 * self.span - 1) - self.first
+
+    @cached_property
+    def reach(self) -> int | None:
+        """Smallest R such that every distance with |r| > R has the outermost slot of its sign.
+
+        Beyond ``R`` the position terms stop depending on the key (c2p) or the query (p2c): the
+        attention path uses this to handle long inputs as a band of width ~2R plus constants.
+        None when the slots do not saturate within the sequence.
+        """
+        return saturation_reach(self.span, self.buckets, self.max_position, self.length)
+
+    def band_windows(self, tile: int, reach: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot windows (minus ``first``) for the band form of c2p and p2c (see attention._bias_band).
+
+        For a tile of rows starting at ``a`` and band columns starting at ``a - reach``, the distance
+        of (row a + x, column a - reach + y) is ``reach + x - y`` whatever ``a`` is. c2p reads window
+        entry m = tile - 1 - x + y, p2c entry m = x - y + band - 1 (band = tile + 2 * reach); both
+        windows have tile + band - 1 entries.
+        """
+        key = ("band", tile, reach)
+        found = self._windows.get(key)
+        if found is None:
+            band = tile + 2 * reach
+            m = torch.arange(tile + band - 1, device=self.device)
+            c2p = distance_slots(reach + tile - 1 - m, span=self.span, buckets=self.buckets,
+                                 max_position=self.max_position)
+            p2c = distance_slots(reach + m - band + 1, span=self.span, buckets=self.buckets,
+                                 max_position=self.max_position)
+            found = (torch.clamp(c2p - self.first, 0, self.count - 1), torch.clamp(p2c - self.first, 0, self.count - 1))
+            self._windows[key] = found
+        return found
+
+    def window(self, *, row_start: int, tiles: int, tile: int, col_start: int, cols: int, sign: int) -> torch.Tensor:
+        """Slots by distance for tiles of rows against a range of columns.
+
+        Rows ``a = row_start + t * tile + x`` (tile ``t``, ``x < tile``), columns ``c = col_start + y``
+        (``y < cols``), distance ``sign * (a - c)``. Entry ``[t, m]`` is the slot (minus ``first``) of
+        the distance for every (x, y) with ``m = tile - 1 - x + y``: within a tile the distance only
+        falls as m grows, so one window of ``tile + cols - 1`` slots serves the whole tile.
+        Returns (tiles, tile + cols - 1) long. Rows or columns past the sequence (padding) get
+        clamped, valid but meaningless slots.
+        """
+        key = (row_start, tiles, tile, col_start, cols, sign)
+        found = self._windows.get(key)
+        if found is not None:
+            return found
+        starts = torch.arange(tiles, device=self.device) * tile + (row_start - col_start + tile - 1)  # (tiles,)
+        steps = torch.arange(tile + cols - 1, device=self.device)                                  # (w,)
+        distance = sign * (starts[:, None] - steps[None, :])                                        # (tiles, w)
+        slots = distance_slots(distance, span=self.span, buckets=self.buckets, max_position=self.max_position)
+        window = torch.clamp(slots - self.first, 0, self.count - 1)
+        if len(self._windows) >= 256:
+            self._windows.clear()
+        self._windows[key] = window
+        return window
+
+
+def position_slots(length: int, *, span: int, buckets: int = -1, max_position: int = -1,
+                   device: torch.device | None = None) -> PositionSlots:
+    """Slots for self-attention over ``length`` tokens with a table of ``2 * span`` rows."""
+    return PositionSlots(length, span=span, buckets=buckets, max_position=max_position, device=device)
