@@ -355,14 +355,6 @@ class AccuracyProbe(nn.Module):
         return hidden.float(), token_logits.argmax(-1), class_logits.argmax(-1)
 
 
-def drop_position_caches(model: fd.DebertaModel) -> None:
-    """Forget the position tables the encoder cached during the inference_mode runs: tensors made
-    under inference_mode cannot be saved for backward, so a training step must build its own."""
-    cache = getattr(model.encoder, "_slots_cache", None)
-    if cache is not None:
-        cache.clear()
-
-
 def random_probe(cfg: DebertaConfig, encoder: fd.DebertaModel) -> AccuracyProbe:
     """A probe whose encoder carries ``encoder``'s weights; MLM and classification heads random."""
     torch.manual_seed(1)
@@ -538,7 +530,6 @@ def training_row(settings: Settings, hf, ours, bert, args) -> Row:
             out.float().pow(2).mean().backward()   # accumulates into .grad: no new gradient buffers
         return run
 
-    drop_position_caches(ours)
     for model in models.values():
         model.train()
     try:

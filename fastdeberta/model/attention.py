@@ -18,7 +18,10 @@ Two implementations share the projections:
   * ``fast`` (default): the position terms are computed tile by tile against position vectors
     ordered by distance and read back as strided views (``relative_scores``: no gather, no (L, L)
     index), summed into one bias for ``scaled_dot_product_attention``; long inputs go in query
-    blocks so attention memory grows linearly with L.
+    blocks so attention memory grows linearly with L. Past the distance where every slot is the
+    outermost one (``PositionSlots.reach``, ~511 for the released checkpoints), long inputs in
+    inference take a band + far-field form: position matmuls only over a band of ~2 * reach keys
+    per query tile, a broadcast sum of per-query and per-key constants elsewhere (``_bias_band``).
 """
 
 from __future__ import annotations
