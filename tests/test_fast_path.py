@@ -213,3 +213,22 @@ def test_int8_quantisation_tracks_fp32():
         out = int8(input_ids=ids, attention_mask=mask).last_hidden_state
     cos = F.cosine_similarity(out[mask.bool()], ref[mask.bool()], dim=-1)
     assert cos.min() > 0.99
+
+
+@pytest.mark.parametrize("length", [40, 400])
+def test_reused_inference_buffers_give_the_same_result(length):
+    # Under no_grad the encoder hands every layer the same scratch buffers for the bias and the
+    # position tables; with autograd on, each layer allocates its own. Both must agree, across
+    # layers, query blocks (small block budget) and the band path (400 tokens, max_position 64).
+    torch.manual_seed(0)
+    model = DebertaModel(tiny(num_hidden_layers=3, max_position_embeddings=64, position_buckets=16)).eval()
+    set_attention(model, band_min_factor=0.0, band_tile=32, block_elements=2 * 4 * 32 * length)
+    ids, mask = batch(length)
+    with torch.no_grad():
+        reused = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        again = model(input_ids=ids.flip(1), attention_mask=mask).last_hidden_state   # stale data?
+        reused_again = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    fresh = model(input_ids=ids, attention_mask=mask).last_hidden_state.detach()
+    keep = mask.bool()
+    assert (reused - fresh)[keep].abs().max() < 1e-5
+    assert torch.equal(reused, reused_again) and not torch.equal(again, reused)

@@ -26,7 +26,9 @@ Two implementations share the projections:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,33 @@ from ..config import DebertaConfig
 from .positions import PositionSlots
 
 IMPLEMENTATIONS = ("fast", "reference")
+
+# Inference scratch space: the bias and position tables are large (up to block_elements each) and
+# the same shapes recur in every layer; fresh allocations that size are page-faulted every time.
+# Within ``reuse_buffers()`` (the encoder's layer loop, when no gradient is recorded) they are made
+# once per forward and reused by the next layer; outside it, or under torch.compile, they are not.
+_scratch = threading.local()
+
+
+@contextlib.contextmanager
+def reuse_buffers():
+    previous = getattr(_scratch, "buffers", None)
+    _scratch.buffers = {}
+    try:
+        yield
+    finally:
+        _scratch.buffers = previous
+
+
+def _empty(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return like.new_empty(shape)
+    key = (name, tuple(shape), like.dtype, like.device)
+    found = buffers.get(key)
+    if found is None:
+        found = buffers[key] = like.new_empty(shape)
+    return found
 
 
 # ----------------------------------------------------------------------------- the three terms
@@ -64,7 +93,8 @@ def p2c_scores(key: torch.Tensor, pos_query: torch.Tensor, slots: torch.Tensor) 
     return table.gather(-1, index).transpose(-1, -2)                        # (B, H, L_query, L_key)
 
 
-def relative_scores(content: torch.Tensor, pos: torch.Tensor, window: torch.Tensor, tile: int) -> torch.Tensor:
+def relative_scores(content: torch.Tensor, pos: torch.Tensor, window: torch.Tensor, tile: int,
+                    name: str = "") -> torch.Tensor:
     """Content rows against position vectors chosen by distance, tile by tile, with no gather.
 
     content (B, H, A, d) with A = tiles * tile; pos (H, S, d); window (tiles, w) from
@@ -81,7 +111,10 @@ def relative_scores(content: torch.Tensor, pos: torch.Tensor, window: torch.Tens
     C = w - tile + 1
     rows = content.view(B, H, tiles, tile, d).permute(1, 2, 0, 3, 4).reshape(H * tiles, B * tile, d)
     by_distance = pos[:, window.view(-1)].view(H * tiles, w, d)                  # (H*tiles, w, d)
-    table = torch.bmm(rows, by_distance.transpose(1, 2))                        # (H*tiles, B*tile, w)
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        table = torch.bmm(rows, by_distance.transpose(1, 2))                    # (H*tiles, B*tile, w)
+    else:
+        table = torch.bmm(rows, by_distance.transpose(1, 2), out=_empty(name, (H * tiles, B * tile, w), content))
     return table.as_strided((B, H, tiles, tile, C),
                             (tile * w, tiles * B * tile * w, B * tile * w, w - 1, 1), tile - 1)
 
@@ -272,13 +305,13 @@ class DisentangledSelfAttention(nn.Module):
         terms = []
         if pos_key is not None:
             window = slots.window(row_start=i0, tiles=q_tiles, tile=tile, col_start=0, cols=Lk, sign=1)
-            c2p = relative_scores(_pad_rows(q_scaled[:, :, rows], Lq), pos_key, window, tile)
+            c2p = relative_scores(_pad_rows(q_scaled[:, :, rows], Lq), pos_key, window, tile, "c2p")
             terms.append(c2p.unflatten(-1, (k_tiles, tile)))                    # (B, H, qt, tile, kt, tile)
         if pos_query is not None:
             window = slots.window(row_start=0, tiles=k_tiles, tile=tile, col_start=i0, cols=Lq, sign=-1)
-            p2c_t = relative_scores(_pad_rows(k_scaled, Lk), pos_query, window, tile)   # (B, H, kt, tile, Lq)
+            p2c_t = relative_scores(_pad_rows(k_scaled, Lk), pos_query, window, tile, "p2c")  # (B, H, kt, tile, Lq)
             terms.append(p2c_t.unflatten(-1, (q_tiles, tile)).permute(0, 1, 4, 5, 2, 3))
-        buffer = like.new_empty(B, H, Lq, Lk)
+        buffer = _empty("bias", (B, H, Lq, Lk), like)
         tiled = buffer.view(B, H, q_tiles, tile, k_tiles, tile)
         if len(terms) == 2 and not (torch.is_grad_enabled() and (terms[0].requires_grad or terms[1].requires_grad)):
             torch.add(terms[0], terms[1], out=tiled)                             # one pass; out= has no autograd
@@ -313,7 +346,7 @@ class DisentangledSelfAttention(nn.Module):
         Lq, band = tiles * tile, tile + 2 * reach
         w = tile + band - 1
         P = max(i0 + Lq + 2 * reach, reach + L)
-        buffer = like.new_empty(B, H, Lq, P)
+        buffer = _empty("bias", (B, H, Lq, P), like)
         top, bottom = slots.slot(L - 1) - slots.first, slots.slot(-(L - 1)) - slots.first
 
         # Far field: keys left of the band see slot ``top``, keys right of it slot ``bottom``.
@@ -339,14 +372,16 @@ class DisentangledSelfAttention(nn.Module):
                                   buffer.storage_offset() + i0)
         terms = []
         if q_blk is not None:
-            table = q_blk @ pos_key[:, c2p_window].transpose(-1, -2)                    # (B, H, Lq, w)
+            table = torch.matmul(q_blk, pos_key[:, c2p_window].transpose(-1, -2),
+                                 out=_empty("c2p", (B, H, Lq, w), like))                # (B, H, Lq, w)
             terms.append(table.as_strided((B, H, tiles, tile, band), (H * Lq * w, Lq * w, tile * w, w - 1, 1),
                                           table.storage_offset() + tile - 1))
         if k_scaled is not None:
             # Keys of all bands: key rows i0 - reach ... i0 + Lq + reach - 1, zeros outside [0, L).
             lo, hi = i0 - reach, i0 + Lq + reach
             keys = F.pad(k_scaled[:, :, max(lo, 0):min(hi, L)], (0, 0, max(0, -lo), max(0, hi - L)))
-            table = keys @ pos_query[:, p2c_window].transpose(-1, -2)                   # (B, H, Lq + 2R, w)
+            table = torch.matmul(keys, pos_query[:, p2c_window].transpose(-1, -2),
+                                 out=_empty("p2c", (B, H, Lq + 2 * reach, w), like))    # (B, H, Lq + 2R, w)
             n = Lq + 2 * reach
             terms.append(table.as_strided((B, H, tiles, tile, band), (H * n * w, n * w, tile * w, 1, w - 1),
                                           table.storage_offset() + band - 1))

@@ -3,6 +3,7 @@ table, with v2's optional convolution beside the first layer."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import DebertaConfig
-from .attention import DisentangledSelfAttention
+from .attention import DisentangledSelfAttention, reuse_buffers
 from .layers import LayerNorm, activation
 from .positions import PositionSlots, position_slots
 
@@ -154,15 +155,17 @@ class DebertaEncoder(nn.Module):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         embeddings = penultimate = hidden_states
-        for i, layer in enumerate(self.layer):
-            penultimate = hidden_states
-            hidden_states, probs = self.run_layer(layer, hidden_states, state, None, output_attentions)
-            if i == 0 and self.conv is not None:
-                hidden_states = self.conv(embeddings, hidden_states, mask)
-            if all_hidden is not None:
-                all_hidden.append(hidden_states)
-            if all_attn is not None:
-                all_attn.append(probs)
+        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        with reuse_buffers() if reuse else contextlib.nullcontext():
+            for i, layer in enumerate(self.layer):
+                penultimate = hidden_states
+                hidden_states, probs = self.run_layer(layer, hidden_states, state, None, output_attentions)
+                if i == 0 and self.conv is not None:
+                    hidden_states = self.conv(embeddings, hidden_states, mask)
+                if all_hidden is not None:
+                    all_hidden.append(hidden_states)
+                if all_attn is not None:
+                    all_attn.append(probs)
         return EncoderOutput(hidden_states, None if all_hidden is None else tuple(all_hidden),
                              None if all_attn is None else tuple(all_attn), penultimate, state)
 
