@@ -168,6 +168,16 @@ def classifier_checkpoint() -> Path:
     return _save(model, "cls-v2")
 
 
+def with_unreadable_tokenizer(folder: Path, source: Path) -> Path:
+    """``folder`` (created) holding ``source``'s config and weights beside a bpe_encoder.bin that is
+    not a torch file, so the weights load and the tokenizer does not."""
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    return folder
+
+
 def hub_cache_of(folder: Path, cache: Path, repo_id: str, sha: str = "c" * 40) -> Path:
     """Put the files of ``folder`` into ``cache`` as the Hub repo ``repo_id`` at revision ``sha`` (= main),
     in the standard Hugging Face cache layout; returns ``cache``."""

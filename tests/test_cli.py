@@ -212,17 +212,8 @@ def test_embed_refuses_an_input_without_texts(tmp_path, mlm_path):
     assert not out.exists()
 
 
-def _folder_with_unreadable_tokenizer(tmp_path: Path, source: Path) -> Path:
-    folder = tmp_path / "broken-tokenizer"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        (folder / name).write_bytes((source / name).read_bytes())
-    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
-    return folder
-
-
 def test_unreadable_tokenizer_points_to_the_tokenizer_option(tmp_path, mlm_path):
-    folder = _folder_with_unreadable_tokenizer(tmp_path, mlm_path)
+    folder = fx.with_unreadable_tokenizer(tmp_path / "broken-tokenizer", mlm_path)
     src = tmp_path / "in.txt"
     texts = fx.sentences()[:3]
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -293,11 +284,7 @@ def test_info_json(mlm_path):
 
 
 def test_info_reports_an_unreadable_tokenizer(tmp_path, capsys):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        (folder / name).write_bytes((fx.v1_checkpoint() / name).read_bytes())
-    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    folder = fx.with_unreadable_tokenizer(tmp_path / "model", fx.v1_checkpoint())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["info", "--model", str(folder), "--json"]) == 0

@@ -448,11 +448,7 @@ def test_pipeline_factory(mlm, classifier):
 
 
 def test_pipeline_with_an_unreadable_tokenizer_says_how_to_pass_another(tmp_path, mlm):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        (folder / name).write_bytes((fx.mlm_checkpoint() / name).read_bytes())
-    (folder / "bpe_encoder.bin").write_bytes(b"not a torch file")
+    folder = fx.with_unreadable_tokenizer(tmp_path / "model", fx.mlm_checkpoint())
     with pytest.raises(ValueError, match=r"bpe_encoder\.bin.*tokenizer=FOLDER_OR_REPO_ID.*pipeline\(\)"):
         pipeline("feature-extraction", model=folder)
     # the way out the message names: the model's own tokenizer files are not read
