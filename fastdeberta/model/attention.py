@@ -56,15 +56,22 @@ def reuse_buffers():
         _scratch.buffers = previous
 
 
-def _empty(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+def _scratch_buffer(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+    """The reusable buffer ``name`` of this shape, or None outside ``reuse_buffers`` (and whenever autograd
+    records or torch.compile traces: out= has no autograd, and the graph must not hold Python state)."""
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None or torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return like.new_empty(shape)
+        return None
     key = (name, tuple(shape), like.dtype, like.device)
     found = buffers.get(key)
     if found is None:
         found = buffers[key] = like.new_empty(shape)
     return found
+
+
+def _empty(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    found = _scratch_buffer(name, shape, like)
+    return like.new_empty(shape) if found is None else found
 
 
 # ----------------------------------------------------------------------------- the three terms
@@ -111,10 +118,8 @@ def relative_scores(content: torch.Tensor, pos: torch.Tensor, window: torch.Tens
     C = w - tile + 1
     rows = content.view(B, H, tiles, tile, d).permute(1, 2, 0, 3, 4).reshape(H * tiles, B * tile, d)
     by_distance = pos[:, window.view(-1)].view(H * tiles, w, d)                  # (H*tiles, w, d)
-    if torch.is_grad_enabled() or torch.compiler.is_compiling():
-        table = torch.bmm(rows, by_distance.transpose(1, 2))                    # (H*tiles, B*tile, w)
-    else:
-        table = torch.bmm(rows, by_distance.transpose(1, 2), out=_empty(name, (H * tiles, B * tile, w), content))
+    table = torch.bmm(rows, by_distance.transpose(1, 2),
+                      out=_scratch_buffer(name, (H * tiles, B * tile, w), content))   # (H*tiles, B*tile, w)
     return table.as_strided((B, H, tiles, tile, C),
                             (tile * w, tiles * B * tile * w, B * tile * w, w - 1, 1), tile - 1)
 
@@ -350,13 +355,16 @@ class DisentangledSelfAttention(nn.Module):
         top, bottom = slots.slot(L - 1) - slots.first, slots.slot(-(L - 1)) - slots.first
 
         # Far field: keys left of the band see slot ``top``, keys right of it slot ``bottom``.
-        zeros_q, zeros_k = like.new_zeros(B, H, Lq), like.new_zeros(B, H, L)
+        ends = [top, bottom]
         q_blk = _pad_rows(q_scaled[:, :, rows], Lq) if q_scaled is not None else None
-        c_left, c_right = ((q_blk @ pos_key[:, top, :, None]).squeeze(-1),
-                           (q_blk @ pos_key[:, bottom, :, None]).squeeze(-1)) if q_blk is not None else (zeros_q,) * 2
-        p_left, p_right = ((k_scaled @ pos_query[:, top, :, None]).squeeze(-1),
-                           (k_scaled @ pos_query[:, bottom, :, None]).squeeze(-1)) if k_scaled is not None \
-            else (zeros_k,) * 2
+        if q_blk is not None:
+            c_left, c_right = (q_blk @ pos_key[:, ends].transpose(-1, -2)).unbind(-1)        # (B, H, Lq) each
+        else:
+            c_left = c_right = like.new_zeros(B, H, Lq)
+        if k_scaled is not None:
+            p_left, p_right = (k_scaled @ pos_query[:, ends].transpose(-1, -2)).unbind(-1)   # (B, H, L) each
+        else:
+            p_left = p_right = like.new_zeros(B, H, L)
         for t in range(tiles):
             a, r = i0 + t * tile, slice(t * tile, (t + 1) * tile)
             lo, hi = min(max(a - reach, 0), L), min(a + tile + reach, L)
@@ -373,7 +381,7 @@ class DisentangledSelfAttention(nn.Module):
         terms = []
         if q_blk is not None:
             table = torch.matmul(q_blk, pos_key[:, c2p_window].transpose(-1, -2),
-                                 out=_empty("c2p", (B, H, Lq, w), like))                # (B, H, Lq, w)
+                                 out=_scratch_buffer("c2p", (B, H, Lq, w), like))       # (B, H, Lq, w)
             terms.append(table.as_strided((B, H, tiles, tile, band), (H * Lq * w, Lq * w, tile * w, w - 1, 1),
                                           table.storage_offset() + tile - 1))
         if k_scaled is not None:
@@ -381,7 +389,7 @@ class DisentangledSelfAttention(nn.Module):
             lo, hi = i0 - reach, i0 + Lq + reach
             keys = F.pad(k_scaled[:, :, max(lo, 0):min(hi, L)], (0, 0, max(0, -lo), max(0, hi - L)))
             table = torch.matmul(keys, pos_query[:, p2c_window].transpose(-1, -2),
-                                 out=_empty("p2c", (B, H, Lq + 2 * reach, w), like))    # (B, H, Lq + 2R, w)
+                                 out=_scratch_buffer("p2c", (B, H, Lq + 2 * reach, w), like))  # (B, H, Lq + 2R, w)
             n = Lq + 2 * reach
             terms.append(table.as_strided((B, H, tiles, tile, band), (H * n * w, n * w, tile * w, 1, w - 1),
                                           table.storage_offset() + band - 1))

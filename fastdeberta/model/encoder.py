@@ -155,8 +155,8 @@ class DebertaEncoder(nn.Module):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         embeddings = penultimate = hidden_states
-        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        with reuse_buffers() if reuse else contextlib.nullcontext():
+        # (the attention layers decide per call whether a buffer may be reused: never under autograd)
+        with contextlib.nullcontext() if torch.compiler.is_compiling() else reuse_buffers():
             for i, layer in enumerate(self.layer):
                 penultimate = hidden_states
                 hidden_states, probs = self.run_layer(layer, hidden_states, state, None, output_attentions)

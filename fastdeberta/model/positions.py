@@ -96,10 +96,24 @@ class PositionSlots:
         self.device = device
         self.first = self.slot(-(length - 1))
         self.count = self.slot(length - 1) - self.first + 1
-        self._windows: dict[tuple[int, ...], torch.Tensor] = {}
+        self._cache: dict[tuple, torch.Tensor | tuple[torch.Tensor, torch.Tensor]] = {}
 
     def slot(self, distance: int) -> int:
         return scalar_slot(distance, span=self.span, buckets=self.buckets, max_position=self.max_position)
+
+    def slots_of(self, distance: torch.Tensor) -> torch.Tensor:
+        """Slots (minus ``first``) of the distances ``i - j`` in ``distance``, clamped into the rows in
+        use: distances the sequence cannot have (padding) get valid but meaningless slots."""
+        slots = distance_slots(distance, span=self.span, buckets=self.buckets, max_position=self.max_position)
+        return torch.clamp(slots - self.first, 0, self.count - 1)
+
+    def _cached(self, key: tuple, make):
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= 256:
+                self._cache.clear()
+            found = self._cache[key] = make()
+        return found
 
     @property
     def diagonal(self) -> bool:
@@ -109,9 +123,7 @@ class PositionSlots:
     @cached_property
     def index(self) -> torch.Tensor:
         """(L, L) long: ``slot(i, j) - first`` (the reference path's gather index)."""
-        rel = relative_positions(self.length, self.length, buckets=self.buckets, max_position=self.max_position,
-                                 device=self.device)
-        return torch.clamp(rel + self.span, 0, 2 * self.span - 1) - self.first
+        return self.slots_of(relative_positions(self.length, self.length, device=self.device))
 
     @cached_property
     def reach(self) -> int | None:
@@ -131,18 +143,11 @@ class PositionSlots:
         entry m = tile - 1 - x + y, p2c entry m = x - y + band - 1 (band = tile + 2 * reach); both
         windows have tile + band - 1 entries.
         """
-        key = ("band", tile, reach)
-        found = self._windows.get(key)
-        if found is None:
+        def make():
             band = tile + 2 * reach
             m = torch.arange(tile + band - 1, device=self.device)
-            c2p = distance_slots(reach + tile - 1 - m, span=self.span, buckets=self.buckets,
-                                 max_position=self.max_position)
-            p2c = distance_slots(reach + m - band + 1, span=self.span, buckets=self.buckets,
-                                 max_position=self.max_position)
-            found = (torch.clamp(c2p - self.first, 0, self.count - 1), torch.clamp(p2c - self.first, 0, self.count - 1))
-            self._windows[key] = found
-        return found
+            return self.slots_of(reach + tile - 1 - m), self.slots_of(reach + m - band + 1)
+        return self._cached(("band", tile, reach), make)
 
     def window(self, *, row_start: int, tiles: int, tile: int, col_start: int, cols: int, sign: int) -> torch.Tensor:
         """Slots by distance for tiles of rows against a range of columns.
@@ -154,19 +159,11 @@ class PositionSlots:
         Returns (tiles, tile + cols - 1) long. Rows or columns past the sequence (padding) get
         clamped, valid but meaningless slots.
         """
-        key = (row_start, tiles, tile, col_start, cols, sign)
-        found = self._windows.get(key)
-        if found is not None:
-            return found
-        starts = torch.arange(tiles, device=self.device) * tile + (row_start - col_start + tile - 1)  # (tiles,)
-        steps = torch.arange(tile + cols - 1, device=self.device)                                  # (w,)
-        distance = sign * (starts[:, None] - steps[None, :])                                        # (tiles, w)
-        slots = distance_slots(distance, span=self.span, buckets=self.buckets, max_position=self.max_position)
-        window = torch.clamp(slots - self.first, 0, self.count - 1)
-        if len(self._windows) >= 256:
-            self._windows.clear()
-        self._windows[key] = window
-        return window
+        def make():
+            starts = torch.arange(tiles, device=self.device) * tile + (row_start - col_start + tile - 1)  # (tiles,)
+            steps = torch.arange(tile + cols - 1, device=self.device)                                  # (w,)
+            return self.slots_of(sign * (starts[:, None] - steps[None, :]))                           # (tiles, w)
+        return self._cached((row_start, tiles, tile, col_start, cols, sign), make)
 
 
 def position_slots(length: int, *, span: int, buckets: int = -1, max_position: int = -1,
