@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from . import embed, fill_mask, info
 from .common import CliError
 
-SUBCOMMANDS = (fill_mask, embed, info)
+# One module per subcommand, each with add_parser(subparsers); listed in the order --help shows them.
+SUBCOMMANDS = (
+    fill_mask,
+    embed,
+    info,
+)
 
 
 def _version() -> str:
