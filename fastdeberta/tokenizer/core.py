@@ -1,43 +1,24 @@
-"""Exact DeBERTa tokenizers: SentencePiece (v2, v3, mDeBERTa) and GPT-2 byte-level BPE (v1).
-
-The :class:`Tokenizer` picks a backend from the files found in a model folder:
-
-* ``spm.model`` -- encoded with the ``sentencepiece`` library itself, so ids always equal
-  ``SentencePieceProcessor.encode(text)`` (no re-implementation of the normalizer);
-* ``vocab.json`` + ``merges.txt`` -- GPT-2 byte-level BPE through the ``tokenizers`` library;
-* ``bpe_encoder.bin`` -- the original DeBERTa v1 vocabulary file (GPT-2 BPE plus DeBERTa's own id
-  table), read with ``torch.load(weights_only=True)`` and run on the same byte-level BPE backend;
-* ``tokenizer.json`` -- any ``tokenizers`` serialisation.
-
-Special-token strings written in the text (``"[MASK]"``, ``"[CLS]"``, ... and added tokens) map to
-their ids; the text between them is encoded on its own (SentencePiece) or by the ``tokenizers``
-added-token machinery (BPE, where ``[MASK]`` also absorbs the space before it, as in transformers 4).
-
-Inputs are laid out as ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]`` with token type ids 0 for the
-first segment (specials included) and 1 for ``B [SEP]``.
-
-Offsets (``return_offsets_mapping=True``) are ``(start, end)`` indices into the Python string that
-was passed in (code points, not bytes). Leading whitespace that a token absorbs (the ``"▁"`` marker of
-SentencePiece, the ``"Ġ"`` of byte-level BPE) is *not* part of its span, so a token that is only a
-``"▁"`` gets an empty span ``(p, p)`` at the end of the whitespace it stands for (for a leading ``"▁"``
-that SentencePiece adds itself, that is the start of its own span, usually where the next token begins). When SentencePiece
-splits one character into several byte-fallback pieces, the first pieces get an empty span at the
-start of that character and the last piece gets the whole character. Special tokens and padding
-get ``(0, 0)``.
-"""
+"""The public :class:`Tokenizer`: loads a backend from a model folder and lays out model inputs."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchEncoding", "Tokenizer"]
+from .bpe import HFBackend
+from .encoding import (
+    _PADDING_CHOICES,
+    _TRUNCATION_CHOICES,
+    BatchEncoding,
+    _to_tensor,
+    _truncation_lengths,
+)
+from .spm import SpmBackend
 
 DEFAULT_MODEL_MAX_LENGTH = 512
 # transformers writes int(1e30) when a checkpoint declares no limit; treat anything that large as unset.
@@ -45,63 +26,6 @@ _UNSET_MAX_LENGTH_THRESHOLD = 10**12
 
 _SPECIAL_NAMES = ("pad", "cls", "sep", "unk", "mask")
 _DEFAULT_SPECIALS = {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
-
-_PADDING_CHOICES = {
-    True: "longest",
-    False: None,
-    "longest": "longest",
-    "max_length": "max_length",
-    "do_not_pad": None,
-}
-_TRUNCATION_CHOICES = {
-    True: "longest_first",
-    False: None,
-    "longest_first": "longest_first",
-    "only_first": "only_first",
-    "only_second": "only_second",
-    "do_not_truncate": None,
-}
-
-
-class BatchEncoding(dict):
-    """A ``dict`` of model inputs that also allows attribute access (``enc.input_ids``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchEncoding has no field {name!r}; fields: {sorted(self)}") from None
-
-    def to(self, device: Any) -> BatchEncoding:
-        """Move tensor fields to ``device`` (only meaningful with ``return_tensors="pt"``)."""
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
-
-
-# ----------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _is_punctuation(char: str) -> bool:
-    """Punctuation as DeBERTa-v2's original ``split_by_punct`` defines it (ASCII symbols count too)."""
-    cp = ord(char)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def _split_on_punct(text: str) -> list[tuple[int, str]]:
-    """Split ``text`` into runs of non-punctuation and single punctuation characters, with start indices."""
-    out: list[tuple[int, str]] = []
-    start = 0
-    for i, ch in enumerate(text):
-        if _is_punctuation(ch):
-            if start < i:
-                out.append((start, text[start:i]))
-            out.append((i, ch))
-            start = i + 1
-    if start < len(text):
-        out.append((start, text[start:]))
-    return out
 
 
 def _special_content(value: Any) -> str | None:
@@ -121,300 +45,6 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _byte_to_char_index(text: str) -> list[int]:
-    """``table[b]`` = index of the character holding UTF-8 byte ``b`` (``len(text)`` at the end)."""
-    table: list[int] = []
-    for i, ch in enumerate(text):
-        table.extend([i] * len(ch.encode("utf-8")))
-    table.append(len(text))
-    return table
-
-
-def _lowercase_with_map(text: str) -> tuple[str, list[int] | None]:
-    """``text.lower()`` plus, when lengths differ, the original index of every lowered character."""
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        return lowered, None
-    index: list[int] = []
-    for i, ch in enumerate(text):
-        index.extend([i] * len(ch.lower()))
-    if len(index) != len(lowered):  # should not happen; fall back to a proportional clamp
-        index = [min(j, len(text) - 1) for j in range(len(lowered))]
-    return lowered, index
-
-
-# The original DeBERTa v1 GPT2Tokenizer numbers these symbols first, in this order, and "[MASK]" last.
-_BPE_ENCODER_LEADING_SYMBOLS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]")
-_BPE_ENCODER_HINT = (
-    "Use the vocab.json + merges.txt of the same model instead (the Hub repos microsoft/deberta-base and "
-    "microsoft/deberta-large ship them)."
-)
-
-
-def _read_bpe_encoder(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """The ``vocab.json`` mapping and the merges equivalent to an original DeBERTa v1 ``bpe_encoder.bin``.
-
-    The file is a ``torch.save``d dict of plain Python values:
-
-    * ``"encoder"``: byte-level BPE token (GPT-2's byte-to-unicode alphabet) -> GPT-2 id;
-    * ``"vocab"``: the BPE merges, ``(left, right)`` pairs in rank order;
-    * ``"dict_map"``: ``(symbol, count)`` pairs of a fairseq dictionary; a symbol is a GPT-2 id written
-      in decimal (``"262"``), or a filler word such as ``"madeupword0000"``.
-
-    The original tokenizer gives every distinct symbol the next free id in order of first appearance:
-    [PAD]=0, [CLS]=1, [SEP]=2, [UNK]=3, the ``dict_map`` symbols, then [MASK]. Text is BPE-encoded to
-    GPT-2 ids and each GPT-2 id ``g`` becomes the DeBERTa id of the symbol ``str(g)``. So the returned
-    vocabulary maps each byte-level token to the DeBERTa id of its GPT-2 id; symbols that are not a
-    GPT-2 id (specials, filler words) keep their own string.
-    """
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types for unsafe, corrupt or foreign files
-        raise ValueError(
-            f"Cannot read {path} with torch.load(weights_only=True), the only way fastdeberta unpickles "
-            f"files ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-            + _BPE_ENCODER_HINT
-        ) from err
-    missing = [k for k in ("encoder", "vocab", "dict_map") if not isinstance(state, dict) or k not in state]
-    if missing:
-        found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(
-            f"{path} is not a DeBERTa bpe_encoder.bin: it lacks {missing} (found {found}). "
-            + _BPE_ENCODER_HINT
-        )
-    encoder, merges, dict_map = state["encoder"], state["vocab"], state["dict_map"]
-
-    def bad(what: str, value: Any) -> ValueError:
-        return ValueError(f"{path}: unexpected {what}: {value!r:.80}. " + _BPE_ENCODER_HINT)
-
-    if not isinstance(encoder, dict):
-        raise bad("'encoder' (want a dict of token -> GPT-2 id)", type(encoder).__name__)
-    for token, gpt2_id in encoder.items():
-        if not isinstance(token, str) or not isinstance(gpt2_id, int):
-            raise bad("'encoder' entry (want str -> int)", (token, gpt2_id))
-    pairs: list[tuple[str, str]] = []
-    for entry in merges:
-        if (
-            not isinstance(entry, (list, tuple))
-            or len(entry) != 2
-            or not all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in entry)
-        ):
-            raise bad("'vocab' merge (want a pair of tokens without whitespace)", entry)
-        pairs.append((entry[0], entry[1]))
-
-    symbol_ids: dict[str, int] = {}
-    for symbol in _BPE_ENCODER_LEADING_SYMBOLS:
-        symbol_ids.setdefault(symbol, len(symbol_ids))
-    for entry in dict_map:
-        if not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str):
-            raise bad("'dict_map' entry (want a (symbol, count) pair)", entry)
-        symbol_ids.setdefault(entry[0], len(symbol_ids))  # a repeated symbol keeps its first id
-    symbol_ids.setdefault("[MASK]", len(symbol_ids))
-
-    token_of_gpt2_id = {gpt2_id: token for token, gpt2_id in encoder.items()}
-    vocab: dict[str, int] = {}
-    for symbol, idx in symbol_ids.items():
-        token = symbol
-        if symbol.isascii() and symbol.isdigit() and str(int(symbol)) == symbol:
-            token = token_of_gpt2_id.get(int(symbol), symbol)
-        if token in vocab:
-            raise bad(f"clash: symbols with ids {vocab[token]} and {idx} both stand for the token", token)
-        vocab[token] = idx
-    unmapped = [t for t in encoder if t not in vocab]
-    if unmapped:
-        raise ValueError(
-            f"{path}: {len(unmapped)} of the {len(encoder)} BPE tokens have no DeBERTa id (their GPT-2 id "
-            f"is missing from 'dict_map'), e.g. {unmapped[:5]}; the original tokenizer fails on any text "
-            "that produces them, and fastdeberta cannot build the BPE without them. " + _BPE_ENCODER_HINT
-        )
-    for left, right in pairs:
-        for token in (left, right, left + right):
-            if token not in vocab:
-                raise bad(f"merge {left!r} + {right!r}: token not in 'encoder'", token)
-    return vocab, pairs
-
-
-# ----------------------------------------------------------------------------------------------------
-# backends
-
-
-class _SpmBackend:
-    kind = "spm"
-
-    def __init__(self, model_proto: bytes, do_lower_case: bool = False, split_by_punct: bool = False):
-        import sentencepiece
-
-        self.model_proto = model_proto
-        self.sp = sentencepiece.SentencePieceProcessor()
-        self.sp.LoadFromSerializedProto(model_proto)
-        self.do_lower_case = bool(do_lower_case)
-        self.split_by_punct = bool(split_by_punct)
-        self.size = self.sp.get_piece_size()
-        self._offset_mode: str | None = None
-
-    def lookup(self, piece: str) -> int | None:
-        idx = self.sp.piece_to_id(piece)
-        return idx if 0 <= idx < self.size and self.sp.id_to_piece(idx) == piece else None
-
-    def piece(self, idx: int) -> str:
-        return self.sp.id_to_piece(idx)
-
-    def _offsets_one(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Ids and character spans (relative to ``text``) of one SentencePiece call."""
-        if self._offset_mode in (None, "offset_mapping"):
-            try:
-                res = self.sp.encode(text, out_type="offset_mapping")
-                self._offset_mode = "offset_mapping"
-                return list(res["ids"]), [tuple(o) for o in res["offsets"]]
-            except (ValueError, TypeError, RuntimeError, KeyError):
-                if self._offset_mode == "offset_mapping":
-                    raise
-                self._offset_mode = "immutable_proto"
-        # older sentencepiece: byte offsets from the immutable proto, converted to character offsets
-        proto = self.sp.encode(text, out_type="immutable_proto")
-        b2c = _byte_to_char_index(text)
-        last = len(b2c) - 1
-        ids, offs = [], []
-        for p in proto.pieces:
-            begin, end = min(p.begin, last), min(p.end, last)
-            start_c = b2c[begin]
-            end_c = (
-                start_c if end <= begin else b2c[end - 1] + 1
-            )  # a span ending inside a character rounds up
-            ids.append(p.id)
-            offs.append((start_c, end_c))
-        return ids, offs
-
-    def encode(self, text: str, with_offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
-        """Encode plain text (no special tokens inside); offsets are relative to ``text``."""
-        work, index = _lowercase_with_map(text) if self.do_lower_case else (text, None)
-        chunks = _split_on_punct(work) if self.split_by_punct else [(0, work)]
-        if not with_offsets:
-            if len(chunks) == 1:
-                return self.sp.encode(chunks[0][1]), None
-            ids = []
-            for piece_ids in self.sp.encode([c for _, c in chunks]):
-                ids.extend(piece_ids)
-            return ids, None
-        ids: list[int] = []
-        offsets: list[tuple[int, int]] = []
-        for start, chunk in chunks:
-            c_ids, c_offs = self._offsets_one(chunk)
-            ids.extend(c_ids)
-            for i, (s, e) in zip(c_ids, c_offs):
-                s, e = s + start, e + start
-                piece = self.sp.id_to_piece(i)
-                if piece.startswith("\u2581"):
-                    # drop the whitespace the "▁" marker stands for, but keep whitespace the piece spells out
-                    body = piece.lstrip("\u2581")
-                    while s < e and work[s].isspace() and not (body and work[s] == body[0]):
-                        s += 1
-                offsets.append((s, e))
-        if index is not None:
-            n = len(index)
-            mapped = []
-            for s, e in offsets:
-                ms = index[s] if s < n else len(text)
-                me = (index[e - 1] + 1) if e > s else ms
-                mapped.append((ms, me))
-            offsets = mapped
-        return ids, offsets
-
-    def pieces(self, text: str) -> list[str]:
-        """The pieces of plain text as sentencepiece writes them (unknown pieces show their surface text)."""
-        work = text.lower() if self.do_lower_case else text
-        chunks = _split_on_punct(work) if self.split_by_punct else [(0, work)]
-        return [p for _, chunk in chunks for p in self.sp.encode(chunk, out_type=str)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.sp.decode(ids)
-
-    def vocab(self) -> dict[str, int]:
-        return {self.sp.id_to_piece(i): i for i in range(self.size)}
-
-
-class _HFBackend:
-    """A ``tokenizers.Tokenizer`` (byte-level BPE from vocab.json/merges.txt, or any tokenizer.json)."""
-
-    def __init__(
-        self,
-        tok: Any,
-        kind: str,
-        add_prefix_space: bool = False,
-        files: dict[str, bytes] | None = None,
-        mask_lstrip: bool = False,
-    ):
-        self.tok = tok
-        self.mask_lstrip = mask_lstrip
-        self.kind = kind
-        self.add_prefix_space = add_prefix_space
-        self.files = files or {}
-        tok.no_truncation()
-        tok.no_padding()
-
-    @classmethod
-    def from_bpe(
-        cls, vocab_json: Path, merges_txt: Path, add_prefix_space: bool = False, mask_lstrip: bool = True
-    ) -> _HFBackend:
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, processors
-
-        bpe = models.BPE.from_file(str(vocab_json), str(merges_txt))
-        tok = HFTokenizer(bpe)
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
-        tok.decoder = decoders.ByteLevel()
-        tok.post_processor = processors.ByteLevel(trim_offsets=True)
-        files = {"vocab.json": Path(vocab_json).read_bytes(), "merges.txt": Path(merges_txt).read_bytes()}
-        return cls(tok, "bpe", add_prefix_space=add_prefix_space, files=files, mask_lstrip=mask_lstrip)
-
-    @classmethod
-    def from_bpe_encoder(cls, path: Path, mask_lstrip: bool = True) -> _HFBackend:
-        """The byte-level BPE of an original DeBERTa v1 ``bpe_encoder.bin`` (see :func:`_read_bpe_encoder`).
-
-        The file is turned into the ``vocab.json`` + ``merges.txt`` it is equivalent to, so that the
-        tokenizer runs (and saves) exactly like one loaded from those files.
-        """
-        import tempfile
-
-        vocab, merges = _read_bpe_encoder(path)
-        with tempfile.TemporaryDirectory() as tmp:
-            vocab_json, merges_txt = Path(tmp) / "vocab.json", Path(tmp) / "merges.txt"
-            vocab_json.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-            merges_txt.write_text(
-                "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-            )
-            # the original GPT2Tokenizer encodes the text as is: no prefix space
-            return cls.from_bpe(vocab_json, merges_txt, add_prefix_space=False, mask_lstrip=mask_lstrip)
-
-    @classmethod
-    def from_tokenizer_json(cls, path: Path) -> _HFBackend:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        return cls(HFTokenizer.from_file(str(path)), "tokenizer.json")
-
-    def lookup(self, token: str) -> int | None:
-        return self.tok.token_to_id(token)
-
-    def piece(self, idx: int) -> str | None:
-        return self.tok.id_to_token(idx)
-
-    def pieces(self, text: str) -> list[str]:
-        return list(self.tok.encode(text, add_special_tokens=False).tokens)
-
-    def encode(self, text: str, with_offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
-        enc = self.tok.encode(text, add_special_tokens=False)
-        return list(enc.ids), ([tuple(o) for o in enc.offsets] if with_offsets else None)
-
-    @property
-    def size(self) -> int:
-        return self.tok.get_vocab_size(with_added_tokens=True)
-
-
-# ----------------------------------------------------------------------------------------------------
-# the tokenizer
-
 
 class Tokenizer:
     """DeBERTa tokenizer with exact SentencePiece / byte-level BPE ids.
@@ -425,7 +55,7 @@ class Tokenizer:
 
     def __init__(
         self,
-        backend: _SpmBackend | _HFBackend,
+        backend: SpmBackend | HFBackend,
         *,
         model_max_length: int | None = None,
         special_tokens: dict[str, str] | None = None,
@@ -441,7 +71,7 @@ class Tokenizer:
         self._special_ids: dict[str, int | None] = {}
         # token string -> id for tokens outside the base vocabulary (SentencePiece backend only)
         self._added: dict[str, int] = {}
-        if isinstance(backend, _SpmBackend):
+        if isinstance(backend, SpmBackend):
             self._setup_spm(names, added_tokens or {})
         else:
             self._setup_hf(names)
@@ -451,7 +81,7 @@ class Tokenizer:
     # -- construction ------------------------------------------------------------------------------
 
     def _setup_spm(self, names: dict[str, str], added: dict[str, int]) -> None:
-        b: _SpmBackend = self._backend  # type: ignore[assignment]
+        b: SpmBackend = self._backend  # type: ignore[assignment]
         fallback = {"pad": b.sp.pad_id(), "cls": b.sp.bos_id(), "sep": b.sp.eos_id(), "unk": b.sp.unk_id()}
         for tok, idx in added.items():
             if not (0 <= idx < b.size and b.piece(idx) == tok):
@@ -473,7 +103,7 @@ class Tokenizer:
     def _setup_hf(self, names: dict[str, str]) -> None:
         from tokenizers import AddedToken
 
-        b: _HFBackend = self._backend  # type: ignore[assignment]
+        b: HFBackend = self._backend  # type: ignore[assignment]
         to_add = []
         for name in _SPECIAL_NAMES:
             token = names[name]
@@ -486,7 +116,7 @@ class Tokenizer:
             self._special_ids[name] = b.lookup(self._special_tokens[name])
 
     def _build_split_regex(self) -> re.Pattern | None:
-        if not isinstance(self._backend, _SpmBackend):
+        if not isinstance(self._backend, SpmBackend):
             return None  # the tokenizers library splits added tokens itself
         literal = {t for n, t in self._special_tokens.items() if self._special_ids[n] is not None}
         literal.update(self._added)
@@ -507,7 +137,7 @@ class Tokenizer:
         added_tokens: dict[str, int] | None = None,
     ) -> Tokenizer:
         """A tokenizer for a SentencePiece model file (``spm.model`` of DeBERTa v2/v3/mDeBERTa)."""
-        backend = _SpmBackend(
+        backend = SpmBackend(
             Path(path).read_bytes(), do_lower_case=do_lower_case, split_by_punct=split_by_punct
         )
         return cls(
@@ -533,7 +163,7 @@ class Tokenizer:
 
         ``mask_lstrip=True`` makes ``[MASK]`` absorb the space before it, as transformers 4.x did for DeBERTa v1.
         """
-        backend = _HFBackend.from_bpe(
+        backend = HFBackend.from_bpe(
             Path(vocab_json), Path(merges_txt), add_prefix_space=add_prefix_space, mask_lstrip=mask_lstrip
         )
         return cls(
@@ -559,7 +189,7 @@ class Tokenizer:
         equivalent ``vocab.json`` + ``merges.txt``.
         """
         return cls(
-            _HFBackend.from_bpe_encoder(Path(path), mask_lstrip=mask_lstrip),
+            HFBackend.from_bpe_encoder(Path(path), mask_lstrip=mask_lstrip),
             model_max_length=model_max_length,
             special_tokens=special_tokens,
             tokenizer_class="DebertaTokenizer",
@@ -634,7 +264,7 @@ class Tokenizer:
             )
         if (folder / "tokenizer.json").is_file():
             return cls(
-                _HFBackend.from_tokenizer_json(folder / "tokenizer.json"),
+                HFBackend.from_tokenizer_json(folder / "tokenizer.json"),
                 model_max_length=model_max_length,
                 special_tokens=specials,
                 tokenizer_class=config.get("tokenizer_class"),
@@ -685,7 +315,7 @@ class Tokenizer:
 
     def get_vocab(self) -> dict[str, int]:
         """Token string -> id, added tokens (such as ``[MASK]``) included."""
-        if isinstance(self._backend, _SpmBackend):
+        if isinstance(self._backend, SpmBackend):
             vocab = self._backend.vocab()
             vocab.update(self._added)
             return vocab
@@ -694,7 +324,7 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """Number of ids the tokenizer can produce (largest id + 1), added tokens included."""
-        if isinstance(self._backend, _SpmBackend):
+        if isinstance(self._backend, SpmBackend):
             return max([self._backend.size - 1, *self._added.values()]) + 1
         return max(self._backend.tok.get_vocab(with_added_tokens=True).values()) + 1
 
@@ -728,7 +358,7 @@ class Tokenizer:
     def _id_to_token(self, idx: int) -> str:
         if idx in self._id_to_added:
             return self._id_to_added[idx]
-        if idx < 0 or (isinstance(self._backend, _SpmBackend) and idx >= self._backend.size):
+        if idx < 0 or (isinstance(self._backend, SpmBackend) and idx >= self._backend.size):
             raise IndexError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
         token = self._backend.piece(idx)
         if token is None:
@@ -964,7 +594,7 @@ class Tokenizer:
         """Text of ``ids``. Special/added tokens are written as their strings (space separated) unless skipped."""
         ids = [int(i) for i in _as_list(ids)]
         specials = set(self.all_special_ids)
-        if isinstance(self._backend, _HFBackend):
+        if isinstance(self._backend, HFBackend):
             return self._backend.tok.decode(ids, skip_special_tokens=skip_special_tokens)
         parts: list[str] = []
         run: list[int] = []
@@ -997,7 +627,7 @@ class Tokenizer:
         written: list[Path] = []
         b = self._backend
         config: dict[str, Any] = {}
-        if isinstance(b, _SpmBackend):
+        if isinstance(b, SpmBackend):
             (folder / "spm.model").write_bytes(b.model_proto)
             written.append(folder / "spm.model")
             config.update(
@@ -1034,7 +664,7 @@ class Tokenizer:
             if idx is not None:
                 decoder[str(idx)] = {
                     "content": self._special_tokens[name],
-                    "lstrip": name == "mask" and isinstance(b, _HFBackend) and b.mask_lstrip,
+                    "lstrip": name == "mask" and isinstance(b, HFBackend) and b.mask_lstrip,
                     "normalized": False,
                     "rstrip": False,
                     "single_word": False,
@@ -1074,47 +704,6 @@ def _check_batch(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _truncation_lengths(
-    len_a: int, len_b: int | None, to_remove: int, mode: str, limit: int, index: int
-) -> tuple[int, int | None]:
-    """How many tokens of each sequence survive, following transformers' truncation strategies."""
-    if mode == "longest_first":
-        # the rule of the `tokenizers` library (used by transformers' DeBERTa tokenizers): the shorter
-        # sequence is kept whole if it fits in half of the budget, otherwise both get half and the
-        # originally longer one (the second on ties) gets the odd token
-        budget = len_a + (len_b or 0) - to_remove
-        if budget < 0:
-            raise ValueError(f"Cannot truncate item {index} to max_length={limit}")
-        if len_b is None:
-            return budget, None
-        short, long_ = sorted((len_a, len_b))
-        if short <= budget - short:
-            keep_short, keep_long = short, budget - short
-        else:
-            keep_short, keep_long = budget // 2, budget - budget // 2
-        if len_a > len_b:
-            return keep_long, keep_short
-        return keep_short, keep_long
-    if mode == "only_first":
-        if to_remove >= len_a:
-            raise ValueError(
-                f"Cannot truncate item {index} with truncation='only_first': the first sequence has {len_a} "
-                f"tokens but {to_remove} must go to reach max_length={limit}. Use truncation='longest_first'."
-            )
-        return len_a - to_remove, len_b
-    # only_second
-    if len_b is None:
-        raise ValueError(
-            f"truncation='only_second' needs a text_pair, but item {index} is a single sequence that is "
-            f"{to_remove} tokens over max_length={limit}. Use truncation='only_first' or 'longest_first'."
-        )
-    if to_remove >= len_b:
-        raise ValueError(
-            f"Cannot truncate item {index} with truncation='only_second': the second sequence has {len_b} "
-            f"tokens but {to_remove} must go to reach max_length={limit}. Use truncation='longest_first'."
-        )
-    return len_a, len_b - to_remove
-
 
 def _mask_lstrip(config: dict, specials: dict[str, str]) -> bool:
     """Whether [MASK] absorbs the space before it (a BPE tokenizer_config may say; transformers 4 did)."""
@@ -1129,12 +718,3 @@ def _as_list(values: Any) -> list:
         return values.tolist()
     return list(values)
 
-
-def _to_tensor(rows: list, kind: str, is_offsets: bool) -> Any:
-    if kind == "pt":
-        import torch
-
-        return torch.tensor(rows, dtype=torch.long)
-    import numpy as np
-
-    return np.asarray(rows, dtype=np.int64)
