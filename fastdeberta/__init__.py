@@ -6,6 +6,13 @@ from typing import Any
 
 from .checkpoint import CheckpointError, load_model
 from .config import ConfigError, DebertaConfig, preset_config
+from .errors import (
+    FastDebertaError,
+    InputTypeError,
+    InvalidInputError,
+    TokenizerLoadError,
+    UnsafePathError,
+)
 from .hub import ModelNotFoundError
 from .model import (
     TASKS,
@@ -50,8 +57,13 @@ __all__ = [
     "DebertaForSequenceClassification",
     "DebertaForTokenClassification",
     "DebertaModel",
+    "FastDebertaError",
+    "InputTypeError",
+    "InvalidInputError",
     "ModelNotFoundError",
     "Tokenizer",
+    "TokenizerLoadError",
+    "UnsafePathError",
     "encode",
     "from_pretrained",
     "pipeline",

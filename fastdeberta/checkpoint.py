@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .config import DebertaConfig
+from .errors import CheckpointError, TokenizerLoadError, UnsafePathError  # noqa: F401 (re-exported)
 from .hub import resolve_model_dir
 from .model.deberta import TASK_BY_SUFFIX, TASKS, DebertaForMaskedLM, DebertaPreTrained
 
@@ -35,10 +36,6 @@ DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded as asked: corrupt file, missing or mismatched weights."""
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -330,23 +327,6 @@ def load_model(
     if load_tokenizer:
         model.tokenizer = _try_tokenizer(folder)
     return model
-
-
-class TokenizerLoadError(ValueError):
-    """The weights of a checkpoint load but its tokenizer files cannot be read."""
-
-    def __init__(self, folder: Path, cause: BaseException, hint: str):
-        self.folder, self.cause, self.hint = folder, cause, hint
-        reason = str(cause).strip() or type(cause).__name__
-        if not isinstance(cause, (ValueError, OSError)):  # e.g. sentencepiece's RuntimeError: name the type
-            reason = f"{type(cause).__name__}: {reason}"
-        super().__init__(f"the weights in {folder} load, but its tokenizer files cannot be read: {reason} {hint}")
-
-    def with_hint(self, hint: str) -> TokenizerLoadError:
-        """The same error with another way out (for callers such as pipeline() or the command line)."""
-        error = TokenizerLoadError(self.folder, self.cause, hint)
-        error.__cause__ = self.cause
-        return error
 
 
 LOAD_TOKENIZER_HINT = (

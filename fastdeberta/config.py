@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 MODEL_TYPES = ("deberta", "deberta-v2")
 POSITION_TERMS = ("c2p", "p2c")
 
@@ -25,10 +27,6 @@ _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "deberta-v2": dict(vocab_size=128100, hidden_size=1536, num_hidden_layers=24, num_attention_heads=24,
                        intermediate_size=6144),
 }
-
-
-class ConfigError(ValueError):
-    """A config.json that does not describe a DeBERTa model this package can build."""
 
 
 @dataclass

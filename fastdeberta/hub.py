@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ModelNotFoundError
+
 # Files a DeBERTa checkpoint folder may hold; anything else in a repo (TF/Flax weights, ONNX) is skipped.
 CHECKPOINT_PATTERNS = [
     "config.json",
@@ -27,10 +29,6 @@ CHECKPOINT_PATTERNS = [
     "merges.txt",
     "bpe_encoder.bin",
 ]
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """Raised when a model reference resolves to neither a local folder nor a (cached) Hub repo."""
 
 
 def resolve_model_dir(
