@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .io import atomic_write_text
 
 MODEL_TYPES = ("deberta", "deberta-v2")
 POSITION_TERMS = ("c2p", "p2c")
@@ -125,47 +126,74 @@ class DebertaConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
+        """Check every field's type and range, then the fields against each other.
+
+        Raises :class:`ConfigError` naming the field and the offending value. Lossless conversions are
+        made in place: 0/1 for booleans, integers for floats, string keys of ``id2label`` to integers
+        (JSON object keys are always strings).
+        """
         if self.model_type not in MODEL_TYPES:
             raise ConfigError(
                 f"model_type {self.model_type!r} is not a DeBERTa model type; expected one of {MODEL_TYPES} "
-                "('deberta' for v1, 'deberta-v2' for v2/v3/mDeBERTa)."
-            )
+                "('deberta' for v1, 'deberta-v2' for v2/v3/mDeBERTa).", field="model_type")
+        for name, rule in _FIELD_RULES.items():
+            setattr(self, name, rule(name, getattr(self, name)))
+        self.id2label = _label_names(self.id2label)
+        self.label2id = _label_ids(self.label2id)
+        self.pos_att_type = _position_terms(self.pos_att_type)
+        self._check_extra()
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})."
-            )
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        raw = self.pos_att_type
-        given = ([x.strip().lower() for x in raw.split("|") if x.strip()] if isinstance(raw, str)
-                 else [str(x).strip().lower() for x in (raw or [])])
-        unknown = [t for t in given if t not in POSITION_TERMS]
-        if unknown:
-            raise ConfigError(f"pos_att_type has unknown terms {unknown}; allowed: 'c2p', 'p2c'.")
-        if self.problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
+                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads dimensions.",
+                field="hidden_size")
+        if self.conv_kernel_size > 0 and self.hidden_size % self.conv_groups:
+            raise ConfigError(
+                f"conv_groups ({self.conv_groups}) must divide hidden_size ({self.hidden_size}) when the "
+                f"convolution is on (conv_kernel_size={self.conv_kernel_size}).", field="conv_groups")
+        if self.is_v1 and self.position_buckets > 0:
+            raise ConfigError("position_buckets is a v2 feature; set model_type='deberta-v2' or remove it.",
+                              field="position_buckets")
+        if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(
                 f"problem_type {self.problem_type!r} is unknown; use 'regression', "
-                "'single_label_classification' or 'multi_label_classification'."
-            )
-        if self.is_v1 and self.position_buckets > 0:
-            raise ConfigError("position_buckets is a v2 feature; set model_type='deberta-v2' or remove it.")
+                "'single_label_classification' or 'multi_label_classification'.", field="problem_type")
+        if self.problem_type == "single_label_classification" and self.labels_count == 1:
+            raise ConfigError("problem_type 'single_label_classification' needs num_labels >= 2; use "
+                              "num_labels=2 for binary classification or problem_type 'regression'.",
+                              field="problem_type")
+
+    def _check_extra(self) -> None:
+        """The keys this class does not interpret but the package reads: architectures, torch_dtype."""
+        architectures = self.extra.get("architectures")
+        if architectures is not None and (not isinstance(architectures, list)
+                                          or not all(isinstance(a, str) for a in architectures)):
+            raise ConfigError(f"architectures must be a list of class names such as "
+                              f"[\"DebertaV2ForMaskedLM\"], got {architectures!r}.", field="architectures")
+        for name in ("torch_dtype", "dtype"):
+            value = self.extra.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string such as \"float32\" or \"bfloat16\", got {value!r}.",
+                                  field=name)
 
     # ------------------------------------------------------------------ dict / json I/O
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DebertaConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a dict (a JSON object), got {type(data).__name__}.")
         data = copy.deepcopy(dict(data))
         model_type = data.get("model_type")
         if model_type is None:
             raise ConfigError(
-                "config has no 'model_type'; expected 'deberta' (v1) or 'deberta-v2' (v2/v3/mDeBERTa)."
-            )
-        if model_type not in MODEL_TYPES:
+                "config has no 'model_type'; expected 'deberta' (v1) or 'deberta-v2' (v2/v3/mDeBERTa).",
+                field="model_type")
+        if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
             raise ConfigError(
-                f"model_type {model_type!r} is not a DeBERTa model type; expected one of {MODEL_TYPES}."
-            )
+                f"model_type {model_type!r} is not a DeBERTa model type; expected one of {MODEL_TYPES}.",
+                field="model_type")
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = dict(_TYPE_DEFAULTS[model_type])
         extra: dict[str, Any] = {}
@@ -174,14 +202,7 @@ class DebertaConfig:
                 kwargs[key] = value
             else:
                 extra[key] = value
-        if kwargs.get("id2label") is not None:
-            kwargs["id2label"] = {int(k): v for k, v in kwargs["id2label"].items()}
-        if kwargs.get("label2id") is not None:
-            kwargs["label2id"] = {str(k): int(v) for k, v in kwargs["label2id"].items()}
-        try:
-            return cls(**kwargs, extra=extra)
-        except TypeError as err:
-            raise ConfigError(f"invalid DeBERTa config: {err}") from err
+        return cls(**kwargs, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -204,11 +225,16 @@ class DebertaConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except IsADirectoryError as err:
+            raise ConfigError(f"{path} is a folder, not a config.json file.") from err
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise ConfigError(f"{path} is not valid JSON ({err}); re-download or fix the file.") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object, found {type(data).__name__}.")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise err.with_source(path) from err.__cause__
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -216,9 +242,7 @@ class DebertaConfig:
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "config.json"
-        path.write_text(self.to_json_string(), encoding="utf-8")
-        return path
+        return atomic_write_text(folder / "config.json", self.to_json_string())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs: Any) -> DebertaConfig:
@@ -234,6 +258,170 @@ class DebertaConfig:
         data = self.to_dict()
         data.update(changes)
         return DebertaConfig.from_dict(data)
+
+
+# ----------------------------------------------------------------------------- field rules
+# JSON has no int/float distinction a careless writer respects, and Python's bool is an int: each
+# rule accepts exactly the values that mean one thing and converts them losslessly, nothing else.
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+NORM_REL_EBD = ("none", "layer_norm")
+
+
+def _kind(value: Any) -> str:
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def _integer(minimum: int | None = None, *, optional: bool = False):
+    def rule(name: str, value: Any) -> int | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)                       # 768.0 means 768; 1e10 is checked as 10000000000
+        if isinstance(value, bool) or not isinstance(value, int):
+            hint = " (write the number without quotes)" if isinstance(value, str) else ""
+            raise ConfigError(f"{name} must be an integer{' or null' if optional else ''}, got {value!r} "
+                              f"({_kind(value)}){hint}.", field=name)
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}.", field=name)
+        return value
+    return rule
+
+
+def _number(minimum: float, maximum: float | None = None, *, strict_minimum: bool = False,
+            optional: bool = False):
+    def rule(name: str, value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ConfigError(f"{name} must be a number, got {value!r} ({_kind(value)}).", field=name)
+        low_ok = value > minimum if strict_minimum else value >= minimum
+        if not low_ok or (maximum is not None and value > maximum):
+            bounds = (f"{'above' if strict_minimum else 'at least'} {minimum}"
+                      + (f" and at most {maximum}" if maximum is not None else ""))
+            raise ConfigError(f"{name} must be {bounds}, got {value}.", field=name)
+        return float(value)
+    return rule
+
+
+def _boolean(name: str, value: Any) -> bool:
+    # "no" / "false" strings are refused rather than parsed: bool("no") is True, which is how
+    # transformers would read them, so a guess either way could silently build another model.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{name} must be true or false (a JSON boolean, without quotes), got {value!r} "
+                      f"({_kind(value)}).", field=name)
+
+
+def _text(choices: tuple[str, ...] | None = None):
+    def rule(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r} ({_kind(value)}).", field=name)
+        if choices is not None:
+            unknown = [part for part in value.lower().split("|") if part.strip() not in choices]
+            if unknown:
+                raise ConfigError(f"{name} {value!r} is not one of {list(choices)}.", field=name)
+        return value
+    return rule
+
+
+def _activation(name: str, value: Any) -> str:
+    from .model.layers import ACTIVATIONS  # imported late: the model package imports this module
+
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise ConfigError(f"{name} {value!r} is not a supported activation; use one of {sorted(ACTIVATIONS)}.",
+                          field=name)
+    return value
+
+
+_FIELD_RULES = {
+    "vocab_size": _integer(1),
+    "hidden_size": _integer(1),
+    "num_hidden_layers": _integer(1),
+    "num_attention_heads": _integer(1),
+    "intermediate_size": _integer(1),
+    "hidden_act": _activation,
+    "hidden_dropout_prob": _number(0.0, 1.0),
+    "attention_probs_dropout_prob": _number(0.0, 1.0),
+    "max_position_embeddings": _integer(1),
+    "type_vocab_size": _integer(0),
+    "initializer_range": _number(0.0),
+    "layer_norm_eps": _number(0.0, strict_minimum=True),
+    "pad_token_id": _integer(0, optional=True),
+    "relative_attention": _boolean,
+    "max_relative_positions": _integer(),
+    "position_buckets": _integer(),
+    "share_att_key": _boolean,
+    "norm_rel_ebd": _text(NORM_REL_EBD),
+    "position_biased_input": _boolean,
+    "talking_head": _boolean,
+    "embedding_size": _integer(1, optional=True),
+    "conv_kernel_size": _integer(0),
+    "conv_act": _activation,
+    "conv_groups": _integer(1),
+    "pooler_hidden_size": _integer(1, optional=True),
+    "pooler_dropout": _number(0.0, 1.0),
+    "pooler_hidden_act": _activation,
+    "cls_dropout": _number(0.0, 1.0, optional=True),
+    "legacy": _boolean,
+    "num_labels": _integer(1, optional=True),
+}
+
+
+def _label_names(id2label: Any) -> dict[int, str] | None:
+    """id2label with integer keys ("0" in JSON -> 0); refused when a key is not an integer."""
+    if id2label is None:
+        return None
+    if not isinstance(id2label, dict):
+        raise ConfigError(f"id2label must be an object mapping class ids to names, got {id2label!r}.",
+                          field="id2label")
+    out: dict[int, str] = {}
+    for key, name in id2label.items():
+        try:
+            index = int(key) if not isinstance(key, (bool, float)) else None
+        except ValueError:
+            index = None
+        if index is None or index < 0:
+            raise ConfigError(f"id2label key {key!r} is not a class id (an integer >= 0, e.g. \"0\").",
+                              field="id2label")
+        if not isinstance(name, str):
+            raise ConfigError(f"id2label[{key!r}] must be a label name (a string), got {name!r}.",
+                              field="id2label")
+        out[index] = name
+    return out
+
+
+def _label_ids(label2id: Any) -> dict[str, int] | None:
+    if label2id is None:
+        return None
+    if not isinstance(label2id, dict):
+        raise ConfigError(f"label2id must be an object mapping names to class ids, got {label2id!r}.",
+                          field="label2id")
+    for name, index in label2id.items():
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(f"label2id[{name!r}] must be a class id (an integer >= 0), got {index!r}.",
+                              field="label2id")
+    return {str(name): index for name, index in label2id.items()}
+
+
+def _position_terms(raw: Any) -> str | list[str] | None:
+    """pos_att_type in the form read ("c2p|p2c" or a list), after checking every term."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        given = [x.strip().lower() for x in raw.split("|") if x.strip()]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
+        given = [x.strip().lower() for x in raw]
+        raw = list(raw)
+    else:
+        raise ConfigError(f"pos_att_type must be a string such as \"c2p|p2c\" or a list of strings, "
+                          f"got {raw!r}.", field="pos_att_type")
+    unknown = [t for t in given if t not in POSITION_TERMS]
+    if unknown:
+        raise ConfigError(f"pos_att_type has unknown terms {unknown}; allowed: 'c2p', 'p2c'.",
+                          field="pos_att_type")
+    return raw
 
 
 # Small named presets (architecture only) for building models from scratch.

@@ -139,3 +139,108 @@ def test_presets():
     assert config.hidden_size == 768 and config.labels_count == 3
     with pytest.raises(ConfigError, match="deberta-v3-huge"):
         preset_config("deberta-v3-huge")
+
+
+# ----------------------------------------------------------------------------------------------------
+# every field checked for type and range (issue 13): the error names the field, the value and the file
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("num_attention_heads", 0, "num_attention_heads must be at least 1, got 0"),     # was ZeroDivisionError
+    ("hidden_size", -32, "hidden_size must be at least 1"),
+    ("intermediate_size", -1, "intermediate_size"),
+    ("max_position_embeddings", 0, "max_position_embeddings"),
+    ("type_vocab_size", -2, "type_vocab_size"),
+    ("hidden_size", "abc", "hidden_size must be an integer, got 'abc'"),            # was a %-format error
+    ("hidden_size", "128", "without quotes"),
+    ("vocab_size", 1.5, "vocab_size must be an integer, got 1.5"),
+    ("num_hidden_layers", True, "num_hidden_layers must be an integer"),
+    ("num_hidden_layers", None, "num_hidden_layers must be an integer"),
+    ("relative_attention", "no", "relative_attention must be true or false"),          # was taken as True
+    ("position_biased_input", "false", "position_biased_input must be true or false"),
+    ("share_att_key", 2, "share_att_key"),
+    ("hidden_dropout_prob", 1.5, "hidden_dropout_prob must be at least 0.0 and at most 1.0"),
+    ("attention_probs_dropout_prob", "0.1", "attention_probs_dropout_prob must be a number"),
+    ("layer_norm_eps", 0, "layer_norm_eps must be above 0"),
+    ("layer_norm_eps", float("nan"), "layer_norm_eps must be a number"),
+    ("hidden_act", "gelu2", "hidden_act 'gelu2' is not a supported activation"),
+    ("conv_act", 3, "conv_act"),
+    ("norm_rel_ebd", "batch_norm", "norm_rel_ebd"),
+    ("pad_token_id", -1, "pad_token_id must be at least 0"),
+    ("embedding_size", 0, "embedding_size"),
+    ("num_labels", 0, "num_labels must be at least 1"),
+    ("id2label", {"a": "x"}, "id2label key 'a' is not a class id"),                   # was int() ValueError
+    ("id2label", {"0": 5}, r"id2label\['0'\] must be a label name"),
+    ("id2label", ["x", "y"], "id2label must be an object"),
+    ("label2id", {"x": "0"}, r"label2id\['x'\] must be a class id"),
+    ("architectures", [5], "architectures must be a list of class names"),              # was AttributeError
+    ("architectures", "DebertaV2Model", "architectures must be a list"),
+    ("pos_att_type", [1, 2], "pos_att_type must be a string"),
+    ("pos_att_type", 7, "pos_att_type must be a string"),
+    ("torch_dtype", 16, "torch_dtype must be a string"),
+    ("model_type", ["deberta"], "is not a DeBERTa model type"),
+])
+def test_every_field_is_checked(field, value, needle):
+    with pytest.raises(ConfigError, match=needle) as err:
+        DebertaConfig.from_dict(variant("v3", **{field: value}))
+    assert err.value.field == field
+
+
+def test_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(variant("v3", num_attention_heads=0)))
+    with pytest.raises(ConfigError) as err:
+        DebertaConfig.from_json_file(path)
+    assert str(err.value).startswith(f"{path}: num_attention_heads")
+    assert err.value.source == str(path) and err.value.field == "num_attention_heads"
+    with pytest.raises(ConfigError, match="is a folder"):
+        DebertaConfig.from_json_file(tmp_path)
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError, match="conv_groups"):
+        DebertaConfig.from_dict(variant("v2-xlarge-style", conv_groups=5))
+    with pytest.raises(ConfigError, match="num_labels >= 2"):
+        DebertaConfig.from_dict(variant("v3", problem_type="single_label_classification", num_labels=1))
+
+
+@pytest.mark.parametrize("field,given,stored", [
+    ("relative_attention", 1, True),          # 0/1 mean one thing: kept as booleans
+    ("share_att_key", 0, False),
+    ("hidden_size", 32.0, 32),                # 32.0 is 32
+    ("hidden_dropout_prob", 0, 0.0),
+    ("id2label", {"1": "b", "0": "a"}, {0: "a", 1: "b"}),
+    ("pos_att_type", ("c2p", "p2c"), ["c2p", "p2c"]),
+])
+def test_lossless_conversions(field, given, stored):
+    config = DebertaConfig.from_dict(variant("v3", **{field: given}))
+    value = getattr(config, field)
+    assert value == stored and type(value) is type(stored)
+
+
+def test_config_errors_are_value_errors_and_project_errors():
+    from fastdeberta.errors import FastDebertaError
+
+    with pytest.raises(ValueError):
+        DebertaConfig.from_dict(variant("v3", hidden_size="abc"))
+    with pytest.raises(FastDebertaError):
+        DebertaConfig.from_dict("not a dict")
+
+
+def test_save_pretrained_is_atomic(tmp_path, monkeypatch):
+    """A failure while writing config.json leaves the previous file as it was, and no temporary file."""
+    import fastdeberta.io as fio
+
+    config = DebertaConfig.from_dict(variant("v3"))
+    path = config.save_pretrained(tmp_path)
+    before = path.read_bytes()
+
+    def broken_write(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fio.Path, "write_bytes", broken_write)
+    with pytest.raises(OSError, match="No space"):
+        config.replace(hidden_size=64, num_attention_heads=4).save_pretrained(tmp_path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
