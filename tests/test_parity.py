@@ -2,7 +2,8 @@
 directions of checkpoint exchange, for forward outputs, losses and gradients; plus the Enhanced Mask
 Decoder, which transformers does not implement, checked against a composition of transformers' modules.
 
-Tolerances: fp32 outputs atol = rtol = 1e-4; gradients 1e-4; fast vs reference attention 1e-5.
+Tolerances are magnitude-scaled (conftest.assert_close: every element within atol + rtol * max|expected|):
+fp32 outputs atol 1e-5, rtol 5e-5; gradients 1e-4; fast vs reference attention 1e-5.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conftest import (
     hf_class,
     hf_model,
     is_v1,
+    magnitude_tolerance,
     make_inputs,
     randomize_,
     uses_emd,
@@ -462,3 +464,41 @@ def test_fast_attention_query_blocks(name, overrides):
             layer.block_elements = 1      # -> blocks of 64 query rows
         got = model(**inputs).last_hidden_state
     assert_close(got[valid], ref[valid], atol=1e-5, rtol=1e-5, what=f"{name} blocked fast attention")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the tolerance itself
+
+
+@pytest.mark.parametrize("variant_name", ["v3", "v2-xlarge-style"])
+def test_tolerance_rejects_a_wrong_position_bucket(variant_name):
+    """Negative control for assert_close's magnitude-scaled rule: the same weights and inputs with the
+    log-bucket function given half the buckets (every distance past 4 lands in a wrong bucket) must
+    fail it by a wide margin, where the correct model passes."""
+    from fastdeberta.model.positions import PositionSlots
+
+    cfg = variant(variant_name)
+    ours = randomize_(DebertaForMaskedLM(DebertaConfig.from_dict(cfg), enhanced_mask_decoder=False), seed=3).eval()
+    hf = hf_model(cfg, "masked-lm", seed=3)
+    hf.load_state_dict(ours.state_dict(), strict=False)
+    inputs = make_inputs(cfg, LONG)
+    valid = valid_positions(inputs["attention_mask"])
+    encoder = ours.deberta.encoder
+    with torch.no_grad():
+        expected = hf(**inputs).logits
+        assert_close(ours(**inputs).logits[valid], expected[valid], what="correct model")
+
+        def wrong_buckets(length, device):
+            return PositionSlots(length, span=encoder.span, buckets=encoder.buckets // 2,
+                                 max_position=encoder.max_relative, device=device)
+
+        encoder.position_slots = wrong_buckets
+        try:
+            wrong = ours(**inputs).logits
+        finally:
+            del encoder.position_slots
+    with pytest.raises(AssertionError, match="differ by more than"):
+        assert_close(wrong[valid], expected[valid], what="wrong buckets")
+    # and not marginally: the error is over 100x the allowed one
+    diff = float((wrong[valid] - expected[valid]).abs().max())
+    assert diff > 100 * magnitude_tolerance(expected[valid], atol=1e-5, rtol=5e-5)
