@@ -417,8 +417,13 @@ def test_fast_and_reference_attention_agree(variant_name):
         assert probs.shape == (3, 4, LONG, LONG)
         if not cfg.get("talking_head"):   # talking heads mix probabilities across heads after the softmax
             assert_close(probs.sum(-1), torch.ones(3, 4, LONG), atol=1e-5, rtol=0, what="rows sum to 1")
-            key_pad = ~inputs["attention_mask"].bool()[:, None, None, :].expand_as(probs)
+            real = inputs["attention_mask"].bool()
+            key_pad = (real[:, None, :, None] & ~real[:, None, None, :]).expand_as(probs)   # real query, padded key
             assert float(probs[key_pad].abs().max()) == 0.0
+            # as in transformers, a padded query row is fully masked, hence uniform over all keys
+            padded_rows = probs.transpose(1, 2)[~real]                                     # (n, H, L)
+            assert_close(padded_rows, torch.full_like(padded_rows, 1 / LONG), atol=1e-6, rtol=0,
+                         what="padded query rows")
 
 
 def test_fast_and_reference_attention_agree_bf16(variant_name):

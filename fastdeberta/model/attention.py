@@ -129,6 +129,20 @@ def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return x if x.shape[2] == rows else F.pad(x, (0, 0, 0, rows - x.shape[2]))
 
 
+def average_values_at_padded_queries(context: torch.Tensor, value: torch.Tensor,
+                                     key_mask: torch.Tensor | None) -> torch.Tensor:
+    """At padded query rows, the mean of all L values (padding included); elsewhere ``context``.
+
+    context, value (B, H, L, d); key_mask (B, L) bool or None -> (B, H, L, d). transformers masks
+    padded query rows entirely, and a softmax over a row of equal scores is uniform over all L keys;
+    doing the same makes padded positions equal transformers' too (one mean per head, no (L, L) work).
+    """
+    if key_mask is None:
+        return context
+    mean = value.float().mean(dim=2, keepdim=True).to(context.dtype)            # (B, H, 1, d)
+    return torch.where(key_mask[:, None, :, None], context, mean)
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(..., L, H * d) -> (..., H, L, d)"""
     x = x.unflatten(-1, (heads, -1))
@@ -237,7 +251,7 @@ class DisentangledSelfAttention(nn.Module):
 
         if self.implementation == "fast" and not (output_attentions or self.talking_head):
             context = self._fast(query, key, value, pos_key, pos_query, slots, key_mask)
-            return merge_heads(context), None
+            return merge_heads(average_values_at_padded_queries(context, value, key_mask)), None
         context, probs = self._reference(query, key, value, pos_key, pos_query, slots, key_mask)
         return merge_heads(context), (probs if output_attentions else None)
 
@@ -251,7 +265,9 @@ class DisentangledSelfAttention(nn.Module):
         if self.talking_head:
             scores = self.head_logits_proj(scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+            # as transformers: a padded query row is masked entirely, so its softmax is uniform over all keys
+            pair_mask = key_mask[:, None, None, :] & key_mask[:, None, :, None]  # (B, 1, L, L)
+            scores = scores.masked_fill(~pair_mask, torch.finfo(scores.dtype).min)
         probs = torch.softmax(scores.float(), dim=-1).to(value.dtype)           # fp32 statistics
         probs = self.dropout(probs)
         if self.talking_head:
