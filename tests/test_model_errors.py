@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import MAX_POSITIONS, VOCAB, make_inputs, variant, write_config
+from conftest import MAX_POSITIONS, VOCAB, make_inputs, randomize_, variant, write_config
 from safetensors.torch import load_file, save_file
 
 import fastdeberta
@@ -171,3 +171,132 @@ def test_lm_predictions_head_needs_equal_embedding_size():
     config = DebertaConfig.from_dict(variant("v2-p2c-bucket-emb", legacy=False))
     with pytest.raises(ValueError, match="embedding_size"):
         TASKS["masked-lm"](config)
+
+
+# ----------------------------------------------------------------------------------------------------
+# forward arguments of the wrong type, dtype, device or value (issue 13): clear project errors
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bool, torch.complex64])
+def test_non_integer_ids_are_refused(dtype):
+    ids = torch.full((1, 5), 7).to(dtype)
+    with pytest.raises(fastdeberta.InputTypeError, match=f"input_ids must hold integer ids, got dtype {dtype}"):
+        _model()(input_ids=ids)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.uint8, torch.int32])
+def test_any_integer_dtype_of_ids_gives_the_int64_result(dtype):
+    model = _model()
+    ids = make_inputs(variant("v2-rel"), 6)["input_ids"] % 120          # ids an int8 can hold
+    expected = model(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(model(input_ids=ids.to(dtype)).last_hidden_state, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("convert,kind", [(lambda t: t.tolist(), "list"), (lambda t: t.numpy(), "numpy.ndarray")])
+@pytest.mark.parametrize("argument", ["input_ids", "attention_mask", "token_type_ids", "position_ids"])
+def test_lists_and_numpy_arrays_are_refused_with_the_conversion(convert, kind, argument):
+    inputs = make_inputs(variant("v2-rel"), 6)
+    inputs["position_ids"] = torch.arange(6).expand(3, 6)
+    inputs[argument] = convert(inputs[argument])
+    with pytest.raises(fastdeberta.InputTypeError) as err:
+        _model()(**inputs)
+    assert f"{argument} must be a torch.Tensor, got a {kind}" in str(err.value)
+    assert f"torch.as_tensor({argument})" in str(err.value)
+    assert isinstance(err.value, TypeError)
+
+
+def test_non_tensor_inputs_for_multiple_choice_and_labels():
+    with pytest.raises(TypeError, match="input_ids must be a torch.Tensor"):
+        _model("v2-rel", "multiple-choice")(input_ids=[[[5, 6, 7]]])
+    with pytest.raises(TypeError, match="labels must be a torch.Tensor"):
+        _model("v2-rel", "sequence-classification")(input_ids=torch.full((2, 4), 7), labels=[0, 1])
+
+
+@pytest.mark.parametrize("name,task", [("v2-rel", "base"), ("v3", "masked-lm")])
+def test_negative_position_ids(name, task):
+    ids = torch.full((1, 4), 7)
+    with pytest.raises(fastdeberta.InvalidInputError, match="position_ids holds -1, outside"):
+        _model(name, task)(input_ids=ids, position_ids=torch.tensor([[0, 1, -1, 2]]))
+
+
+def test_position_ids_of_the_wrong_shape_or_dtype():
+    ids = torch.full((2, 4), 7)
+    with pytest.raises(ValueError, match=r"position_ids has shape \(2, 3\)"):
+        _model()(input_ids=ids, position_ids=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="position_ids must hold integer ids"):
+        _model()(input_ids=ids, position_ids=torch.zeros(2, 4))
+
+
+def test_token_type_ids_out_of_range():
+    with pytest.raises(ValueError, match=r"token_type_ids holds 2, outside \[0, 2\)"):
+        _model()(input_ids=torch.full((1, 4), 7), token_type_ids=torch.tensor([[0, 1, 2, 0]]))
+    # a model without token types ignores them, as transformers does
+    model = _model("v3")
+    ids = torch.full((1, 4), 7)
+    torch.testing.assert_close(model(input_ids=ids, token_type_ids=torch.full((1, 4), 5)).last_hidden_state,
+                               model(input_ids=ids).last_hidden_state)
+
+
+@pytest.mark.parametrize("task,labels,needle", [
+    ("masked-lm", [[5, VOCAB, -100, 7]], f"labels holds {VOCAB}, outside the {VOCAB} classes"),
+    ("masked-lm", [[5, -3, -100, 7]], "labels holds -3"),
+    ("token-classification", [[0, 1, 2, -100]], "labels holds 2, outside the 2 classes"),
+    ("sequence-classification", [5], "labels holds 5, outside the 2 classes"),
+    ("multiple-choice", [3], "labels holds 3, outside the 2 classes"),
+])
+def test_labels_outside_the_classes(task, labels, needle):
+    model = _model("v2-rel", task)
+    ids = torch.full((1, 2, 4) if task == "multiple-choice" else (1, 4), 7)
+    with pytest.raises(fastdeberta.InvalidInputError, match=needle):
+        model(input_ids=ids, labels=torch.tensor(labels))
+
+
+def test_labels_with_the_wrong_number_of_values():
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\)"):
+        _model("v2-rel", "masked-lm")(input_ids=torch.full((1, 4), 7), labels=torch.tensor([1, 2, 3]))
+
+
+def test_valid_labels_still_give_a_loss():
+    model = _model("v2-rel", "masked-lm")
+    loss = model(input_ids=torch.full((1, 4), 7), labels=torch.tensor([[5, -100, VOCAB - 1, 0]])).loss
+    assert loss is not None and torch.isfinite(loss)
+    # sequence classification: negative ids are skipped (transformers' rule), regression labels are floats
+    clf = _model("v2-rel", "sequence-classification")
+    assert torch.isfinite(clf(input_ids=torch.full((2, 4), 7), labels=torch.tensor([1, -1])).loss)
+    reg = TASKS["sequence-classification"](DebertaConfig.from_dict(variant("v2-rel", num_labels=1))).eval()
+    assert torch.isfinite(reg(input_ids=torch.full((2, 4), 7), labels=torch.tensor([0.5, 2.0])).loss)
+
+
+def test_inputs_on_another_device_are_refused():
+    ids = torch.full((1, 4), 7, device="meta")
+    with pytest.raises(fastdeberta.InvalidInputError, match="input_ids is on meta but the model is on cpu"):
+        _model()(input_ids=ids)
+    with pytest.raises(ValueError, match="inputs_embeds is on meta"):
+        _model()(inputs_embeds=torch.zeros(1, 4, 32, device="meta"))
+
+
+def test_inputs_embeds_checks_and_dtype_conversion():
+    model = _model()
+    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(batch, sequence, 32\)"):
+        model(inputs_embeds=torch.zeros(1, 4, 31))
+    with pytest.raises(TypeError, match="floating-point"):
+        model(inputs_embeds=torch.zeros(1, 4, 32, dtype=torch.long))
+    embeds = torch.randn(2, 4, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model(inputs_embeds=embeds.double()).last_hidden_state,
+                               model(inputs_embeds=embeds).last_hidden_state)
+
+
+@pytest.mark.parametrize("name", ["v2-rel", "v2-xlarge-style", "v1-base"])
+def test_nan_in_padded_inputs_embeds_stays_out_of_real_tokens(name):
+    """transformers turns the whole row into NaN (0 * NaN in the masked sums); fastdeberta zeroes padding."""
+    model = randomize_(_model(name)).eval()
+    gen = torch.Generator().manual_seed(1)
+    embeds = torch.randn(2, 6, 32, generator=gen)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    clean = model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    poisoned = embeds.clone()
+    poisoned[1, 4:] = float("nan")
+    out = model(inputs_embeds=poisoned, attention_mask=mask).last_hidden_state
+    assert torch.isfinite(out[mask.bool()]).all()
+    torch.testing.assert_close(out[mask.bool()], clean[mask.bool()])

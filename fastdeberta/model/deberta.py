@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DebertaConfig
+from ..errors import InvalidInputError
 from .embeddings import DebertaEmbeddings
 from .encoder import DebertaEncoder, EncoderOutput
 from .heads import ContextPooler, LegacyMLMHead, LMHead, sequence_classification_loss
+from .inputs import as_tensor, check_class_labels, check_inputs
 from .layers import init_weights
 from .outputs import (
     BaseModelOutput,
@@ -113,34 +115,6 @@ class DebertaPreTrained(nn.Module):
         return encode(self, texts, **kwargs)
 
 
-def _check_inputs(config: DebertaConfig, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None):
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids or inputs_embeds")
-    if input_ids is not None:
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
-        if input_ids.numel() and not torch.compiler.is_compiling() and (int(input_ids.max()) >= config.vocab_size or int(input_ids.min()) < 0):
-            bad = int(input_ids.max()) if int(input_ids.max()) >= config.vocab_size else int(input_ids.min())
-            raise ValueError(
-                f"token id {bad} is outside the vocabulary (vocab_size={config.vocab_size}); the tokenizer "
-                "does not match this model."
-            )
-        shape = input_ids.shape
-    else:
-        if inputs_embeds.dim() != 3:
-            raise ValueError(f"inputs_embeds must have shape (batch, sequence, dim), got {tuple(inputs_embeds.shape)}")
-        shape = inputs_embeds.shape[:2]
-    if shape[1] == 0:
-        raise ValueError("empty input: sequence length is 0; every input needs at least one token")
-    if config.position_biased_input and shape[1] > config.max_position_embeddings:
-        raise ValueError(
-            f"input has {shape[1]} tokens but this model adds absolute positions and supports at most "
-            f"max_position_embeddings={config.max_position_embeddings}; truncate the input "
-            "(tokenizer(..., truncation=True))."
-        )
-    return shape
-
-
 class DebertaModel(DebertaPreTrained):
     """The DeBERTa encoder without a head: ``last_hidden_state`` (B, L, D)."""
 
@@ -164,19 +138,14 @@ class DebertaModel(DebertaPreTrained):
         output_attentions: bool = False,
     ) -> tuple[EncoderOutput, torch.Tensor]:
         """Run embeddings + encoder; returns the encoder output and the position ids used."""
-        B, L = _check_inputs(self.config, input_ids, inputs_embeds)
-        device = input_ids.device if input_ids is not None else inputs_embeds.device
-        mask = None
-        if attention_mask is not None:
-            if tuple(attention_mask.shape) != (B, L):
-                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, L)}")
-            mask = attention_mask.to(device).bool()
-        if position_ids is None:
-            position_ids = torch.arange(L, device=device).unsqueeze(0)              # (1, L)
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, mask, inputs_embeds)
-        out = self.encoder(hidden, mask, output_hidden_states=output_hidden_states,
+        words = self.embeddings.word_embeddings.weight
+        checked = check_inputs(self.config, words.device, words.dtype, input_ids, attention_mask, token_type_ids,
+                               position_ids, inputs_embeds)
+        hidden = self.embeddings(checked.input_ids, checked.token_type_ids, checked.position_ids,
+                                 checked.attention_mask, checked.inputs_embeds)
+        out = self.encoder(hidden, checked.attention_mask, output_hidden_states=output_hidden_states,
                            output_attentions=output_attentions)
-        return out, position_ids
+        return out, checked.position_ids
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_hidden_states: bool = False, output_attentions: bool = False,
@@ -249,6 +218,7 @@ class DebertaForMaskedLM(DebertaPreTrained):
         logits = self.head(self.decoder_states(out, position_ids))               # (B, L, V)
         loss = None
         if labels is not None:
+            labels = check_class_labels("labels", labels, self.config.vocab_size, logits.shape[0] * logits.shape[1])
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1).long(),
                                    ignore_index=-100)
         result = MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
@@ -269,6 +239,13 @@ class DebertaForSequenceClassification(DebertaPreTrained):
         self.dropout = nn.Dropout(drop)
         self.init_weights()
 
+    def _class_id_labels(self, labels: torch.Tensor) -> bool:
+        """Whether ``labels`` are class ids (not regression targets or label distributions)."""
+        problem = self.config.problem_type
+        if problem in ("regression", "multi_label_classification") or self.num_labels == 1:
+            return False
+        return problem == "single_label_classification" or labels.dim() == 1 or labels.shape[-1] == 1
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_hidden_states: bool = False,
                 output_attentions: bool = False, return_dict: bool = True, **unused: Any):
@@ -277,6 +254,9 @@ class DebertaForSequenceClassification(DebertaPreTrained):
         logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state)))   # (B, num_labels)
         loss = None
         if labels is not None:
+            labels = as_tensor("labels", labels)
+            if self._class_id_labels(labels):
+                check_class_labels("labels", labels, self.num_labels, logits.shape[0], ignore_negative=True)
             loss = sequence_classification_loss(logits, labels, self.config.problem_type, self.num_labels)
         result = SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
@@ -302,6 +282,7 @@ class DebertaForTokenClassification(DebertaPreTrained):
         logits = self.classifier(self.dropout(out.last_hidden_state))            # (B, L, num_labels)
         loss = None
         if labels is not None:
+            labels = check_class_labels("labels", labels, self.num_labels, logits.shape[0] * logits.shape[1])
             loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1).long())
         result = TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
@@ -328,6 +309,10 @@ class DebertaForQuestionAnswering(DebertaPreTrained):
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
         if start_positions is not None and end_positions is not None:
+            start_positions = check_class_labels("start_positions", start_positions, 2**62, start_logits.size(0),
+                                                 ignore_negative=True)
+            end_positions = check_class_labels("end_positions", end_positions, 2**62, end_logits.size(0),
+                                               ignore_negative=True)
             ignored = start_logits.size(1)   # positions outside the sequence are ignored
             start = start_positions.view(-1).clamp(0, ignored)
             end = end_positions.view(-1).clamp(0, ignored)
@@ -356,18 +341,22 @@ class DebertaForMultipleChoice(DebertaPreTrained):
                 inputs_embeds=None, labels=None, output_hidden_states: bool = False,
                 output_attentions: bool = False, return_dict: bool = True, **unused: Any):
         ref = input_ids if input_ids is not None else inputs_embeds
-        if ref is None or ref.dim() < 3:
-            raise ValueError("multiple choice expects inputs of shape (batch, num_choices, sequence)")
+        if ref is None or as_tensor("input_ids" if input_ids is not None else "inputs_embeds", ref).dim() < 3:
+            raise InvalidInputError("multiple choice expects inputs of shape (batch, num_choices, sequence)")
         num_choices = ref.shape[1]
 
-        def flat(t):
-            return None if t is None else t.reshape(-1, *t.shape[2:])
+        def flat(name, t):     # (B, C, ...) -> (B * C, ...)
+            return None if t is None else as_tensor(name, t).reshape(-1, *t.shape[2:])
 
-        out, _ = self.deberta.features(flat(input_ids), flat(attention_mask), flat(token_type_ids),
-                                       flat(position_ids), flat(inputs_embeds), output_hidden_states,
+        out, _ = self.deberta.features(flat("input_ids", input_ids), flat("attention_mask", attention_mask),
+                                       flat("token_type_ids", token_type_ids), flat("position_ids", position_ids),
+                                       flat("inputs_embeds", inputs_embeds), output_hidden_states,
                                        output_attentions)
         logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state))).view(-1, num_choices)
-        loss = F.cross_entropy(logits.float(), labels.view(-1).long()) if labels is not None else None
+        loss = None
+        if labels is not None:
+            labels = check_class_labels("labels", labels, num_choices, logits.shape[0])
+            loss = F.cross_entropy(logits.float(), labels.view(-1).long())
         result = MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
