@@ -1,5 +1,9 @@
-"""Training utilities: masked-language-model pretraining (the base later pretraining work builds on)."""
+"""Training: the shared loop (``Trainer``), its optimizer/schedule helpers, checkpoints, and the MLM
+building blocks the demo uses."""
 
+from .loop import Trainer, TrainingArguments, TrainOutput, resolve_precision
 from .mlm import mask_tokens, special_ids_of, train_mlm
+from .optim import lr_schedule, param_groups
 
-__all__ = ["mask_tokens", "special_ids_of", "train_mlm"]
+__all__ = ["TrainOutput", "Trainer", "TrainingArguments", "lr_schedule", "mask_tokens", "param_groups",
+           "resolve_precision", "special_ids_of", "train_mlm"]

@@ -21,9 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["mask_tokens", "special_ids_of", "train_mlm"]
+# the masking itself lives with the pretraining data code; re-exported here under its original name
+from ..pretraining.masking import IGNORE_INDEX, mask_tokens
+from .optim import lr_schedule, param_groups
 
-IGNORE_INDEX = -100
+__all__ = ["mask_tokens", "special_ids_of", "train_mlm"]
 
 
 def special_ids_of(tokenizer: Any) -> list[int]:
@@ -32,76 +34,6 @@ def special_ids_of(tokenizer: Any) -> list[int]:
     if ids is None:
         ids = [getattr(tokenizer, f"{n}_token_id", None) for n in ("pad", "cls", "sep", "unk", "mask")]
     return sorted({int(i) for i in ids if i is not None})
-
-
-def mask_tokens(
-    input_ids: torch.Tensor,
-    *,
-    mask_token_id: int,
-    vocab_size: int,
-    special_ids: Iterable[int] = (),
-    attention_mask: torch.Tensor | None = None,
-    probability: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking. Returns ``(masked_input_ids, labels)``; ``input_ids`` is not modified.
-
-    special_ids: ids never selected (and never drawn as random replacements), e.g.
-        ``special_ids_of(tokenizer)``. Positions where ``attention_mask == 0`` are never selected either.
-    generator: a seeded ``torch.Generator`` (on the CPU) makes the result reproducible.
-    """
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must be in [0, 1], got {probability}")
-    special = sorted({int(i) for i in special_ids} | {int(mask_token_id)})
-    ids = input_ids.long()
-    cpu_ids = ids.cpu()
-
-    eligible = ~torch.isin(cpu_ids, torch.tensor(special, dtype=torch.long))
-    if attention_mask is not None:
-        eligible &= attention_mask.cpu().bool()
-
-    def uniform() -> torch.Tensor:
-        return torch.rand(cpu_ids.shape, generator=generator)
-
-    selected = (uniform() < probability) & eligible
-    to_mask = selected & (uniform() < 0.8)
-    # half of the remaining 20%: a random token; the other half keeps the original token
-    to_random = selected & ~to_mask & (uniform() < 0.5)
-
-    allowed = torch.ones(vocab_size, dtype=torch.bool)
-    allowed[[i for i in special if 0 <= i < vocab_size]] = False
-    replacements = allowed.nonzero().squeeze(1)
-    if len(replacements) == 0:
-        raise ValueError("vocab_size leaves no non-special token to draw random replacements from")
-    random_ids = replacements[torch.randint(len(replacements), cpu_ids.shape, generator=generator)]
-
-    masked = cpu_ids.clone()
-    masked[to_mask] = int(mask_token_id)
-    masked[to_random] = random_ids[to_random]
-    labels = torch.full_like(cpu_ids, IGNORE_INDEX)
-    labels[selected] = cpu_ids[selected]
-    return masked.to(ids.device), labels.to(ids.device)
-
-
-def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        remaining = total_steps - step
-        return max(0.0, remaining / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay, seen = [], [], set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        # no weight decay on biases, LayerNorm weights and other 1-d parameters
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _text_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int,
@@ -192,8 +124,9 @@ def train_mlm(
         batches = iter(data)
 
     warmup_steps = int(round(warmup * steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
-    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup_steps, steps))
+    optimizer = torch.optim.AdamW(param_groups(model, lr=lr, weight_decay=weight_decay), lr=lr, betas=(0.9, 0.98),
+                                  eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule("linear", warmup_steps, steps))
     device = next(model.parameters()).device
 
     from tqdm.auto import tqdm
