@@ -307,7 +307,9 @@ def test_do_lower_case_and_split_by_punct(tmp_path, unigram_dir, sp):
         assert 0 <= s <= e <= len(text)
         piece = lower.convert_ids_to_tokens(i).replace("\u2581", "")
         if piece and s < e and i != lower.unk_token_id:
-            assert piece in sp.normalize(text[s:e].lower()), (piece, text[s:e])
+            # a lone "Σ" lowercases to "σ", but to "ς" at the end of a word: compare sigma-insensitively
+            span = sp.normalize(text[s:e].lower())
+            assert piece.replace("ς", "σ") in span.replace("ς", "σ"), (piece, text[s:e])
     spans = [text[s:e] for s, e in enc["offset_mapping"] if e > s]
     assert spans[:2] == ["Hello", "WORLD"] or "".join(spans).startswith("HelloWORLD")
 

@@ -27,6 +27,7 @@ get ``(0, 0)``.
 """
 
 from .core import DEFAULT_MODEL_MAX_LENGTH, Tokenizer
-from .encoding import BatchEncoding
+from .encoding import BatchEncoding, Encoding
+from .inputs import TokenIdError, UnencodableTextError
 
-__all__ = ["DEFAULT_MODEL_MAX_LENGTH", "BatchEncoding", "Tokenizer"]
+__all__ = ["DEFAULT_MODEL_MAX_LENGTH", "BatchEncoding", "Encoding", "TokenIdError", "Tokenizer", "UnencodableTextError"]

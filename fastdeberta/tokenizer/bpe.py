@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .layout import Segment
+
 # The original DeBERTa v1 GPT2Tokenizer numbers these symbols first, in this order, and "[MASK]" last.
 _BPE_ENCODER_LEADING_SYMBOLS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]")
 _BPE_ENCODER_HINT = (
@@ -173,7 +175,34 @@ class HFBackend:
         enc = self.tok.encode(text, add_special_tokens=False)
         return list(enc.ids), ([tuple(o) for o in enc.offsets] if with_offsets else None)
 
+    def encode_segment(self, text: str, with_offsets: bool) -> Segment:
+        """Ids, offsets and word indices of ``text`` (words as the pre-tokenizer splits them)."""
+        enc = self.tok.encode(text, add_special_tokens=False)
+        offsets = [tuple(o) for o in enc.offsets] if with_offsets else None
+        return Segment(list(enc.ids), offsets, _fill_words(enc.word_ids))
+
+    def encode_words(self, words: list[str], with_offsets: bool) -> Segment:
+        """A pre-split text: word ``i`` gives every one of its tokens word index ``i``; offsets are
+        relative to each word (as transformers returns them for ``is_split_into_words=True``)."""
+        enc = self.tok.encode(words, is_pretokenized=True, add_special_tokens=False)
+        offsets = [tuple(o) for o in enc.offsets] if with_offsets else None
+        return Segment(list(enc.ids), offsets, _fill_words(enc.word_ids))
+
+    def tokens_to_string(self, tokens: list[str]) -> str:
+        decoder = self.tok.decoder
+        return decoder.decode(list(tokens)) if decoder is not None else "".join(tokens)
+
     @property
     def size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
 
+
+
+def _fill_words(word_ids: list[int | None]) -> list[int]:
+    """Word indices with the gaps (tokens the library gives no word, e.g. added tokens) numbered on."""
+    out: list[int] = []
+    last = -1
+    for word in word_ids:
+        last = last + 1 if word is None else word
+        out.append(last)
+    return out

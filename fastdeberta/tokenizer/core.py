@@ -1,57 +1,43 @@
-"""The public :class:`Tokenizer`: loads a backend from a model folder and lays out model inputs."""
+"""The public :class:`Tokenizer`: a thin facade over a backend (``spm.py`` or ``bpe.py``), the call
+machinery (``call.py``, ``layout.py``), padding (``padding.py``) and the folder format (``files.py``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputTypeError, InvalidInputError
 from .bpe import HFBackend
-from .encoding import (
-    _PADDING_CHOICES,
-    _TRUNCATION_CHOICES,
-    BatchEncoding,
-    _to_tensor,
-    _truncation_lengths,
-)
+from .call import build_output, encode_rows, plan_call, split_examples
+from .encoding import BatchEncoding
+from .files import SPECIAL_NAMES, load_folder, save_folder
+from .inputs import SIDES, TokenIdError, check_choice, check_encodable, check_flag, check_text
+from .layout import Segment
+from .padding import pad_inputs
 from .spm import SpmBackend
 
 DEFAULT_MODEL_MAX_LENGTH = 512
-# transformers writes int(1e30) when a checkpoint declares no limit; treat anything that large as unset.
-_UNSET_MAX_LENGTH_THRESHOLD = 10**12
-
-_SPECIAL_NAMES = ("pad", "cls", "sep", "unk", "mask")
 _DEFAULT_SPECIALS = {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
 
 
-def _special_content(value: Any) -> str | None:
-    """A special token in a config may be a plain string or an AddedToken-like dict."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value.get("content")
-    return str(value)
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    return data if isinstance(data, dict) else {}
-
-
-
 class Tokenizer:
-    """DeBERTa tokenizer with exact SentencePiece / byte-level BPE ids.
+    """DeBERTa tokenizer with exact SentencePiece / byte-level BPE ids, called like a transformers one.
 
     Build one with :meth:`from_pretrained` (a model folder or Hub repo id), :meth:`from_spm`,
-    :meth:`from_bpe` or :meth:`from_bpe_encoder`; call it like a transformers tokenizer.
+    :meth:`from_bpe` or :meth:`from_bpe_encoder`. ``tok(texts, ...)`` takes transformers' arguments
+    (padding, truncation, max_length, stride, return_overflowing_tokens, is_split_into_words,
+    return_offsets_mapping, return_special_tokens_mask, return_length, return_tensors, ...);
+    :meth:`pad` pads encodings made earlier, so transformers' data collators accept this tokenizer.
+
+    ``padding_side`` / ``truncation_side`` ("right" or "left") and ``model_input_names`` (the fields a
+    call returns by default) are attributes, read from tokenizer_config.json when it sets them.
     """
+
+    is_fast = True  # offsets, word_ids() and overflow mapping, as transformers' fast tokenizers give them
+    pad_token_type_id = 0
 
     def __init__(
         self,
@@ -61,10 +47,16 @@ class Tokenizer:
         special_tokens: dict[str, str] | None = None,
         added_tokens: dict[str, int] | None = None,
         tokenizer_class: str | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        model_input_names: Sequence[str] | None = None,
     ):
         self._backend = backend
         self.model_max_length = int(model_max_length) if model_max_length else DEFAULT_MODEL_MAX_LENGTH
         self._tokenizer_class = tokenizer_class
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.model_input_names = list(model_input_names or ["input_ids", "attention_mask", "token_type_ids"])
         names = dict(_DEFAULT_SPECIALS)
         names.update({k: v for k, v in (special_tokens or {}).items() if v})
         self._special_tokens: dict[str, str] = {}
@@ -78,6 +70,22 @@ class Tokenizer:
         self._id_to_added = {i: t for t, i in self._added.items()}
         self._split_re = self._build_split_regex()
 
+    @property
+    def padding_side(self) -> str:
+        return self._padding_side
+
+    @padding_side.setter
+    def padding_side(self, value: str) -> None:
+        self._padding_side = check_choice(value, "padding_side", SIDES)
+
+    @property
+    def truncation_side(self) -> str:
+        return self._truncation_side
+
+    @truncation_side.setter
+    def truncation_side(self, value: str) -> None:
+        self._truncation_side = check_choice(value, "truncation_side", SIDES)
+
     # -- construction ------------------------------------------------------------------------------
 
     def _setup_spm(self, names: dict[str, str], added: dict[str, int]) -> None:
@@ -86,7 +94,7 @@ class Tokenizer:
         for tok, idx in added.items():
             if not (0 <= idx < b.size and b.piece(idx) == tok):
                 self._added[tok] = int(idx)
-        for name in _SPECIAL_NAMES:
+        for name in SPECIAL_NAMES:
             token = names[name]
             idx = b.lookup(token)
             if idx is None:
@@ -105,14 +113,14 @@ class Tokenizer:
 
         b: HFBackend = self._backend  # type: ignore[assignment]
         to_add = []
-        for name in _SPECIAL_NAMES:
+        for name in SPECIAL_NAMES:
             token = names[name]
             # DeBERTa v1's mask token swallows the space in front of it (transformers 4.x behaviour)
             lstrip = name == "mask" and b.mask_lstrip
             to_add.append(AddedToken(token, lstrip=lstrip, rstrip=False, normalized=False, special=True))
             self._special_tokens[name] = token
         b.tok.add_special_tokens(to_add)
-        for name in _SPECIAL_NAMES:
+        for name in SPECIAL_NAMES:
             self._special_ids[name] = b.lookup(self._special_tokens[name])
 
     def _build_split_regex(self) -> re.Pattern | None:
@@ -205,75 +213,13 @@ class Tokenizer:
         model_max_length: int | None = None,
         token: str | bool | None = None,
     ) -> Tokenizer:
-        """Load the tokenizer of a model folder or Hub repo id (files picked as described in the module doc)."""
+        """Load the tokenizer of a model folder or Hub repo id (files as ``files.py`` describes)."""
         from fastdeberta.hub import resolve_model_dir
 
-        folder = Path(
-            resolve_model_dir(
-                name_or_path,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-            )
+        folder = resolve_model_dir(
+            name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        config = _read_json(folder / "tokenizer_config.json")
-        special_map = _read_json(folder / "special_tokens_map.json")
-        specials: dict[str, str] = {}
-        for name in _SPECIAL_NAMES:
-            value = _special_content(config.get(f"{name}_token")) or _special_content(
-                special_map.get(f"{name}_token")
-            )
-            if value:
-                specials[name] = value
-        if model_max_length is None:
-            configured = config.get("model_max_length")
-            if isinstance(configured, (int, float)) and 0 < configured < _UNSET_MAX_LENGTH_THRESHOLD:
-                model_max_length = int(configured)
-
-        if (folder / "spm.model").is_file():
-            added: dict[str, int] = {}
-            for idx, entry in (config.get("added_tokens_decoder") or {}).items():
-                content = _special_content(entry)
-                if content:
-                    added[content] = int(idx)
-            added.update({str(k): int(v) for k, v in _read_json(folder / "added_tokens.json").items()})
-            return cls.from_spm(
-                folder / "spm.model",
-                do_lower_case=bool(config.get("do_lower_case", False)),
-                split_by_punct=bool(config.get("split_by_punct", False)),
-                model_max_length=model_max_length,
-                special_tokens=specials,
-                added_tokens=added,
-            )
-        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-            return cls.from_bpe(
-                folder / "vocab.json",
-                folder / "merges.txt",
-                add_prefix_space=bool(config.get("add_prefix_space", False)),
-                mask_lstrip=_mask_lstrip(config, specials),
-                model_max_length=model_max_length,
-                special_tokens=specials,
-            )
-        if (folder / "bpe_encoder.bin").is_file():
-            return cls.from_bpe_encoder(
-                folder / "bpe_encoder.bin",
-                mask_lstrip=_mask_lstrip(config, specials),
-                model_max_length=model_max_length,
-                special_tokens=specials,
-            )
-        if (folder / "tokenizer.json").is_file():
-            return cls(
-                HFBackend.from_tokenizer_json(folder / "tokenizer.json"),
-                model_max_length=model_max_length,
-                special_tokens=specials,
-                tokenizer_class=config.get("tokenizer_class"),
-            )
-        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        raise FileNotFoundError(
-            f"No tokenizer files in {folder}. Looked for (in order): spm.model; vocab.json + merges.txt; "
-            f"bpe_encoder.bin; tokenizer.json. The folder contains: {present or 'nothing'}."
-        )
+        return load_folder(cls, Path(folder), model_max_length)
 
     # -- special tokens and vocabulary -------------------------------------------------------------
 
@@ -307,11 +253,11 @@ class Tokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return [self._special_tokens[n] for n in _SPECIAL_NAMES if self._special_ids[n] is not None]
+        return [self._special_tokens[n] for n in SPECIAL_NAMES if self._special_ids[n] is not None]
 
     @property
     def all_special_ids(self) -> list[int]:
-        return [self._special_ids[n] for n in _SPECIAL_NAMES if self._special_ids[n] is not None]
+        return [self._special_ids[n] for n in SPECIAL_NAMES if self._special_ids[n] is not None]
 
     def get_vocab(self) -> dict[str, int]:
         """Token string -> id, added tokens (such as ``[MASK]``) included."""
@@ -337,75 +283,162 @@ class Tokenizer:
             f"model_max_length={self.model_max_length}, do_lower_case={self.do_lower_case})"
         )
 
+    # -- tokens and ids ----------------------------------------------------------------------------
+
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
-        """Ids of token strings; unknown strings map to the unknown token's id."""
+        """Ids of token strings; unknown strings (and strings no vocabulary can hold) map to the unknown id."""
         if isinstance(tokens, str):
             return self._token_to_id(tokens)
+        if not isinstance(tokens, Iterable):
+            raise InputTypeError(f"tokens must be a str or a list of str, got {type(tokens).__name__}")
         return [self._token_to_id(t) for t in tokens]
 
-    def _token_to_id(self, token: str) -> int:
+    def _token_to_id(self, token: Any) -> int:
+        if not isinstance(token, str):
+            raise InputTypeError(f"a token must be a str, got {type(token).__name__}: {token!r:.40}")
         if token in self._added:
             return self._added[token]
+        try:
+            check_encodable(token, "token")
+        except InvalidInputError:  # a lone surrogate is in no vocabulary (they are UTF-8)
+            return self.unk_token_id
         idx = self._backend.lookup(token)
         return self.unk_token_id if idx is None else idx
 
-    def convert_ids_to_tokens(self, ids: int | Iterable[int]) -> str | list[str]:
+    def convert_ids_to_tokens(
+        self, ids: int | Iterable[int], skip_special_tokens: bool = False
+    ) -> str | list[str]:
         """Token strings (SentencePiece pieces / byte-level BPE tokens) of ids."""
         if isinstance(ids, int) or (hasattr(ids, "ndim") and ids.ndim == 0):
-            return self._id_to_token(int(ids))
-        return [self._id_to_token(int(i)) for i in _as_list(ids)]
+            return self._id_to_token(_as_id(ids, "id"))
+        specials = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._id_to_token(i) for i in _as_ids(ids, "ids") if i not in specials]
 
     def _id_to_token(self, idx: int) -> str:
         if idx in self._id_to_added:
             return self._id_to_added[idx]
         if idx < 0 or (isinstance(self._backend, SpmBackend) and idx >= self._backend.size):
-            raise IndexError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
+            raise TokenIdError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
         token = self._backend.piece(idx)
         if token is None:
-            raise IndexError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
+            raise TokenIdError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
         return token
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """The text a list of token strings spells, as transformers' decoder for this tokenizer joins them
+        ("▁" / "Ġ" read as spaces, the first token's leading space dropped, special tokens kept)."""
+        if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+            raise InputTypeError(f"tokens must be a list of str, got {type(tokens).__name__}")
+        for i, token in enumerate(tokens):
+            check_text(token, f"tokens[{i}]")
+        return self._backend.tokens_to_string(list(tokens))
+
+    def get_special_tokens_mask(
+        self,
+        token_ids_0: Sequence[int],
+        token_ids_1: Sequence[int] | None = None,
+        already_has_special_tokens: bool = False,
+    ) -> list[int]:
+        """1 for a special token, 0 for a sequence token.
+
+        ``already_has_special_tokens=True``: ``token_ids_0`` is a finished row and every id among
+        :attr:`all_special_ids` ([PAD] and [MASK] included) is marked. Otherwise: the mask of the row
+        ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]`` that :meth:`build_inputs_with_special_tokens` makes.
+        """
+        ids_0 = _as_ids(token_ids_0, "token_ids_0")
+        ids_1 = None if token_ids_1 is None else _as_ids(token_ids_1, "token_ids_1")
+        if check_flag(already_has_special_tokens, "already_has_special_tokens"):
+            if ids_1 is not None:
+                raise InvalidInputError(
+                    "Pass token_ids_1 only with already_has_special_tokens=False: a row that already has its "
+                    "special tokens is one sequence of ids."
+                )
+            specials = set(self.all_special_ids)
+            return [1 if i in specials else 0 for i in ids_0]
+        mask = [1] + [0] * len(ids_0) + [1]
+        return mask if ids_1 is None else mask + [0] * len(ids_1) + [1]
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        ids_0 = _as_ids(token_ids_0, "token_ids_0")
+        if token_ids_1 is None:
+            return [self.cls_token_id, *ids_0, self.sep_token_id]
+        return [self.cls_token_id, *ids_0, self.sep_token_id, *_as_ids(token_ids_1, "token_ids_1"), self.sep_token_id]
 
     # -- encoding ----------------------------------------------------------------------------------
 
-    def _encode_text(self, text: str, with_offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
-        """Ids (no [CLS]/[SEP] added) and offsets of one text; literal special tokens map to their ids."""
+    def _split_specials(self, text: str) -> list[tuple[int, str, int | None]]:
+        """``text`` cut at special / added token strings: ``(start, substring, id or None for plain text)``."""
         if self._split_re is None:
-            return self._backend.encode(text, with_offsets)
-        ids: list[int] = []
-        offsets: list[tuple[int, int]] = []
-        pos = 0
+            return [(0, text, None)] if text else []
         lookup = {t: self._special_ids[n] for n, t in self._special_tokens.items()}
         lookup.update(self._added)
+        parts: list[tuple[int, str, int | None]] = []
+        pos = 0
         for match in self._split_re.finditer(text):
             if match.start() > pos:
-                seg_ids, seg_offs = self._backend.encode(text[pos : match.start()], with_offsets)
-                ids.extend(seg_ids)
-                if with_offsets:
-                    offsets.extend((s + pos, e + pos) for s, e in seg_offs)
-            ids.append(lookup[match.group()])
-            offsets.append((match.start(), match.end()))
+                parts.append((pos, text[pos : match.start()], None))
+            parts.append((match.start(), match.group(), lookup[match.group()]))
             pos = match.end()
         if pos < len(text):
-            seg_ids, seg_offs = self._backend.encode(text[pos:], with_offsets)
-            ids.extend(seg_ids)
-            if with_offsets:
-                offsets.extend((s + pos, e + pos) for s, e in seg_offs)
-        return ids, (offsets if with_offsets else None)
+            parts.append((pos, text[pos:], None))
+        return parts
+
+    def _encode_segment(self, text: str, with_offsets: bool) -> Segment:
+        """Ids (no [CLS]/[SEP] added), offsets and word indices of one text.
+
+        Special-token strings written in the text map to their ids, each a word of its own. A
+        SentencePiece word starts at each piece that begins with "▁" and at the start of every stretch
+        of text between special tokens (as transformers numbers words).
+        """
+        if isinstance(self._backend, HFBackend):
+            return self._backend.encode_segment(text, with_offsets)
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] | None = [] if with_offsets else None
+        words: list[int] = []
+        word = -1
+        for start, part, special_id in self._split_specials(text):
+            if special_id is not None:
+                word += 1
+                ids.append(special_id)
+                words.append(word)
+                if offsets is not None:
+                    offsets.append((start, start + len(part)))
+                continue
+            part_ids, part_offsets = self._backend.encode(part, with_offsets)
+            for k, starts in enumerate(self._backend.starts_word(part_ids)):
+                word += starts or k == 0
+                words.append(word)
+            ids.extend(part_ids)
+            if offsets is not None:
+                offsets.extend((s + start, e + start) for s, e in part_offsets)
+        return Segment(ids, offsets, words)
+
+    def _encode_words(self, words: list[str], with_offsets: bool) -> Segment:
+        """A pre-split text: each word encoded on its own (offsets relative to it), word index = its position."""
+        if isinstance(self._backend, HFBackend):
+            return self._backend.encode_words(words, with_offsets)
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] | None = [] if with_offsets else None
+        word_ids: list[int] = []
+        for index, word in enumerate(words):
+            seg = self._encode_segment(word, with_offsets)
+            ids.extend(seg.ids)
+            word_ids.extend([index] * len(seg.ids))
+            if offsets is not None:
+                offsets.extend(seg.offsets)
+        return Segment(ids, offsets, word_ids)
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings (pieces) of ``text``, without [CLS]/[SEP]."""
-        _check_text(text, "text")
-        if self._split_re is None:
-            return self._backend.pieces(text)
+        check_text(text, "text")
         out: list[str] = []
-        pos = 0
-        for match in self._split_re.finditer(text):
-            if match.start() > pos:
-                out.extend(self._backend.pieces(text[pos : match.start()]))
-            out.append(match.group())
-            pos = match.end()
-        if pos < len(text):
-            out.extend(self._backend.pieces(text[pos:]))
+        for _, part, special_id in self._split_specials(text):
+            out.extend([part] if special_id is not None else self._backend.pieces(part))
         return out
 
     def encode(
@@ -413,10 +446,11 @@ class Tokenizer:
         text: str,
         text_pair: str | None = None,
         add_special_tokens: bool = True,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
+        **kwargs: Any,
     ) -> list[int]:
-        """The input ids of one text (or text pair)."""
+        """The input ids of one text (or text pair); other keywords as for calling the tokenizer."""
         enc = self(
             text,
             text_pair,
@@ -426,175 +460,97 @@ class Tokenizer:
             return_attention_mask=False,
             return_token_type_ids=False,
             _stacklevel=3,
+            **kwargs,
         )
         return enc["input_ids"]
 
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return 3 if pair else 2
-
-    def build_inputs_with_special_tokens(
-        self, ids: list[int], pair_ids: list[int] | None = None
-    ) -> list[int]:
-        if pair_ids is None:
-            return [self.cls_token_id, *ids, self.sep_token_id]
-        return [self.cls_token_id, *ids, self.sep_token_id, *pair_ids, self.sep_token_id]
-
     def __call__(
         self,
-        text: str | Sequence[str],
-        text_pair: str | Sequence[str] | None = None,
+        text: str | Sequence[str] | Sequence[Sequence[str]],
+        text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
         add_special_tokens: bool = True,
         padding: bool | str = False,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
-        return_tensors: str | None = None,
-        return_offsets_mapping: bool = False,
-        return_attention_mask: bool = True,
-        return_token_type_ids: bool = True,
+        stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
         _stacklevel: int = 2,
     ) -> BatchEncoding:
-        """Tokenize one text / text pair, or a batch of them, into model inputs.
+        """Tokenize one text / text pair, or a batch of them, into model inputs (transformers' arguments).
 
         A single string gives unbatched lists; a list gives lists of lists; ``return_tensors="pt"`` or
-        ``"np"`` gives ``(batch, length)`` int64 arrays (a single string becomes a batch of one).
+        ``"np"`` gives ``(rows, length)`` int64 arrays (a single string becomes a batch of one).
+        ``max_length`` without ``truncation`` (and without padding) truncates, as in transformers.
+        ``return_overflowing_tokens=True`` returns every window of a truncated text (neighbours share
+        ``stride`` tokens) as rows of their own, with ``overflow_to_sample_mapping`` naming the input
+        of each row. ``is_split_into_words=True`` takes lists of words; ``word_ids()`` then gives each
+        token the index of its word. Text with a lone surrogate raises
+        :class:`~fastdeberta.tokenizer.UnencodableTextError` before anything is encoded.
         """
-        if padding not in _PADDING_CHOICES:
-            raise ValueError(f"padding must be one of {list(_PADDING_CHOICES)}, got {padding!r}")
-        if truncation not in _TRUNCATION_CHOICES:
-            raise ValueError(f"truncation must be one of {list(_TRUNCATION_CHOICES)}, got {truncation!r}")
-        if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if pad_to_multiple_of is not None and (
-            not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
-        ):
-            raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
-        pad_mode = _PADDING_CHOICES[padding]
-        trunc_mode = _TRUNCATION_CHOICES[truncation]
+        kwargs = dict(locals())
+        plan = plan_call(self, kwargs)
+        examples, batched = split_examples(text, text_pair, plan.split_into_words)
+        rows = encode_rows(self, examples, plan, return_offsets_mapping)
 
-        batched = not isinstance(text, str)
-        texts = _check_batch(text, "text")
-        pairs: list[str] | None = None
-        if text_pair is not None:
-            if batched != (not isinstance(text_pair, str)):
-                raise TypeError(
-                    "text and text_pair must both be a str or both be a list of str, got "
-                    f"{type(text).__name__} and {type(text_pair).__name__}"
-                )
-            pairs = _check_batch(text_pair, "text_pair")
-            if len(pairs) != len(texts):
-                raise ValueError(f"text has {len(texts)} items but text_pair has {len(pairs)}")
+        def rows_with_offsets() -> list:
+            import warnings
 
-        limit = max_length if max_length is not None else self.model_max_length
-        n_special = (3 if pairs is not None else 2) if add_special_tokens else 0
-        if trunc_mode is not None and limit < n_special:
-            raise ValueError(
-                f"max_length={limit} is too small: {n_special} special tokens have to fit in every sequence"
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return encode_rows(self, examples, plan, with_offsets=True)
 
-        rows: list[dict[str, list]] = []
-        too_long = 0
-        for i, first in enumerate(texts):
-            ids_a, offs_a = self._encode_text(first, return_offsets_mapping)
-            ids_b, offs_b = (
-                self._encode_text(pairs[i], return_offsets_mapping) if pairs is not None else (None, None)
-            )
-            total = len(ids_a) + (len(ids_b) if ids_b is not None else 0) + n_special
-            if trunc_mode is not None and total > limit:
-                keep_a, keep_b = _truncation_lengths(
-                    len(ids_a), None if ids_b is None else len(ids_b), total - limit, trunc_mode, limit, i
-                )
-                ids_a, offs_a = ids_a[:keep_a], offs_a[:keep_a] if offs_a is not None else None
-                if ids_b is not None:
-                    ids_b, offs_b = ids_b[:keep_b], offs_b[:keep_b] if offs_b is not None else None
-            elif trunc_mode is None and total > limit:
-                too_long = max(too_long, total)
-            rows.append(self._assemble(ids_a, offs_a, ids_b, offs_b, add_special_tokens))
-        if too_long:
-            warnings.warn(
-                f"Token sequence length {too_long} is longer than the maximum length {limit} for this model; "
-                "it was not truncated and may fail in the model. Pass truncation=True to cut it to max_length.",
-                UserWarning,
-                stacklevel=_stacklevel,
-            )
+        return build_output(rows, plan, batched, None if return_offsets_mapping else rows_with_offsets)
 
-        if pad_mode is not None:
-            if pad_mode == "max_length":
-                target = limit
-            else:
-                target = max((len(r["input_ids"]) for r in rows), default=0)
-            if pad_to_multiple_of:
-                target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
-            pad_id = self.pad_token_id if self.pad_token_id is not None else 0
-            for r in rows:
-                missing = target - len(r["input_ids"])
-                if missing > 0:
-                    r["input_ids"] += [pad_id] * missing
-                    r["attention_mask"] += [0] * missing
-                    r["token_type_ids"] += [0] * missing
-                    if "offset_mapping" in r:
-                        r["offset_mapping"] += [(0, 0)] * missing
-
-        keys = ["input_ids"]
-        if return_token_type_ids:
-            keys.append("token_type_ids")
-        if return_attention_mask:
-            keys.append("attention_mask")
-        if return_offsets_mapping:
-            keys.append("offset_mapping")
-        out = {k: [r[k] for r in rows] for k in keys}
-
-        if return_tensors is not None:
-            lengths = {len(r["input_ids"]) for r in rows}
-            if len(lengths) > 1:
-                raise ValueError(
-                    f"Cannot make {return_tensors!r} tensors from sequences of different lengths "
-                    f"({min(lengths)} to {max(lengths)} tokens). Pass padding=True (or padding='max_length') "
-                    "so that every row has the same length, and truncation=True if needed."
-                )
-            out = {k: _to_tensor(v, return_tensors, k == "offset_mapping") for k, v in out.items()}
-        elif not batched:
-            out = {k: v[0] for k, v in out.items()}
-        return BatchEncoding(out)
-
-    def _assemble(self, ids_a, offs_a, ids_b, offs_b, add_special_tokens: bool) -> dict[str, list]:
-        zero = (0, 0)
-        if add_special_tokens:
-            cls_id, sep_id = self.cls_token_id, self.sep_token_id
-            if cls_id is None or sep_id is None:
-                raise ValueError("This tokenizer has no [CLS]/[SEP] token; pass add_special_tokens=False.")
-            ids = [cls_id, *ids_a, sep_id]
-            types = [0] * len(ids)
-            offs = [zero, *offs_a, zero] if offs_a is not None else None
-            if ids_b is not None:
-                ids += [*ids_b, sep_id]
-                types += [1] * (len(ids_b) + 1)
-                if offs is not None:
-                    offs += [*offs_b, zero]
-        else:
-            ids = list(ids_a)
-            types = [0] * len(ids)
-            offs = list(offs_a) if offs_a is not None else None
-            if ids_b is not None:
-                ids += ids_b
-                types += [1] * len(ids_b)
-                if offs is not None:
-                    offs += offs_b
-        row = {"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids)}
-        if offs is not None:
-            row["offset_mapping"] = offs
-        return row
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad encodings made earlier (one dict, a dict of lists, or a list of dicts), as transformers'
+        ``tokenizer.pad`` does; what ``DataCollatorWithPadding`` and ``DataCollatorForLanguageModeling``
+        call. Tensors in give tensors out unless ``return_tensors`` says otherwise."""
+        return pad_inputs(
+            encoded_inputs,
+            pad_token_id=self.pad_token_id if self.pad_token_id is not None else 0,
+            main_input=self.model_input_names[0],
+            default_attention_mask="attention_mask" in self.model_input_names,
+            default_max_length=self.model_max_length,
+            default_side=self.padding_side,
+            padding=padding,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+            return_tensors=return_tensors,
+        )
 
     # -- decoding ----------------------------------------------------------------------------------
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``. Special/added tokens are written as their strings (space separated) unless skipped."""
-        ids = [int(i) for i in _as_list(ids)]
+        ids = _as_ids(ids, "ids")
         specials = set(self.all_special_ids)
         if isinstance(self._backend, HFBackend):
+            size = self.vocab_size
+            bad = [i for i in ids if not 0 <= i < size]
+            if bad:
+                raise TokenIdError(f"token id {bad[0]} is out of range for a vocabulary of {size}")
             return self._backend.tok.decode(ids, skip_special_tokens=skip_special_tokens)
         parts: list[str] = []
         run: list[int] = []
@@ -607,7 +563,7 @@ class Tokenizer:
                     parts.append(self._id_to_token(i))
             else:
                 if i < 0 or i >= self._backend.size:
-                    raise IndexError(f"token id {i} is out of range for a vocabulary of {self.vocab_size}")
+                    raise TokenIdError(f"token id {i} is out of range for a vocabulary of {self.vocab_size}")
                 run.append(i)
         if run:
             parts.append(self._backend.decode(run))
@@ -616,105 +572,32 @@ class Tokenizer:
     def batch_decode(
         self, sequences: Iterable[Iterable[int]], skip_special_tokens: bool = False
     ) -> list[str]:
-        return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in _as_list(sequences)]
+        if hasattr(sequences, "tolist"):
+            sequences = sequences.tolist()
+        if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Iterable):
+            raise InputTypeError(f"sequences must be a list of id lists, got {type(sequences).__name__}")
+        return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
 
     # -- saving ------------------------------------------------------------------------------------
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """Write the vocabulary files, ``tokenizer_config.json`` and ``special_tokens_map.json``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        b = self._backend
-        config: dict[str, Any] = {}
-        if isinstance(b, SpmBackend):
-            (folder / "spm.model").write_bytes(b.model_proto)
-            written.append(folder / "spm.model")
-            config.update(
-                tokenizer_class="DebertaV2Tokenizer",
-                do_lower_case=b.do_lower_case,
-                split_by_punct=b.split_by_punct,
-                vocab_type="spm",
-            )
-            if self._added:
-                path = folder / "added_tokens.json"
-                path.write_text(
-                    json.dumps(self._added, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-                )
-                written.append(path)
-        elif b.kind == "bpe":
-            for name, data in b.files.items():
-                (folder / name).write_bytes(data)
-                written.append(folder / name)
-            config.update(
-                tokenizer_class="DebertaTokenizer", add_prefix_space=b.add_prefix_space, vocab_type="gpt2"
-            )
-        else:
-            b.tok.save(str(folder / "tokenizer.json"))
-            written.append(folder / "tokenizer.json")
-            config.update(tokenizer_class=self._tokenizer_class or "PreTrainedTokenizerFast")
-        config["model_max_length"] = self.model_max_length
-        for name in _SPECIAL_NAMES:
-            config[f"{name}_token"] = self._special_tokens[name]
-        config["bos_token"] = self.cls_token
-        config["eos_token"] = self.sep_token
-        decoder = {}
-        for name in _SPECIAL_NAMES:
-            idx = self._special_ids[name]
-            if idx is not None:
-                decoder[str(idx)] = {
-                    "content": self._special_tokens[name],
-                    "lstrip": name == "mask" and isinstance(b, HFBackend) and b.mask_lstrip,
-                    "normalized": False,
-                    "rstrip": False,
-                    "single_word": False,
-                    "special": True,
-                }
-        config["added_tokens_decoder"] = dict(sorted(decoder.items(), key=lambda kv: int(kv[0])))
-        for path, data in (
-            (folder / "tokenizer_config.json", config),
-            (
-                folder / "special_tokens_map.json",
-                {f"{n}_token": self._special_tokens[n] for n in _SPECIAL_NAMES}
-                | {"bos_token": self.cls_token, "eos_token": self.sep_token},
-            ),
-        ):
-            path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-            written.append(path)
-        return written
+        """Write the vocabulary files, ``tokenizer_config.json`` and ``special_tokens_map.json``
+        (each file written whole to a temporary name, then renamed into place)."""
+        return save_folder(self, Path(folder))
 
 
-# ----------------------------------------------------------------------------------------------------
-# module-level helpers
-
-
-def _check_text(value: Any, what: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
-
-
-def _check_batch(value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if value is None or not isinstance(value, (list, tuple)):
-        raise TypeError(f"{what} must be a str or a list of str, got {type(value).__name__}")
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise TypeError(f"{what}[{i}] must be a str, got {type(item).__name__}")
-    return list(value)
-
-
-
-def _mask_lstrip(config: dict, specials: dict[str, str]) -> bool:
-    """Whether [MASK] absorbs the space before it (a BPE tokenizer_config may say; transformers 4 did)."""
-    for entry in (config.get("added_tokens_decoder") or {}).values():
-        if isinstance(entry, dict) and entry.get("content") == specials.get("mask", "[MASK]"):
-            return bool(entry.get("lstrip", True))
-    return True
-
-
-def _as_list(values: Any) -> list:
+def _as_ids(values: Any, what: str) -> list[int]:
+    """A sequence of token ids (list, tuple, tensor or array) as a list of int, or a clear error."""
     if hasattr(values, "tolist"):
-        return values.tolist()
-    return list(values)
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InputTypeError(f"{what} must be a sequence of int token ids, got {type(values).__name__}")
+    return [_as_id(v, f"{what}[{i}]") for i, v in enumerate(values)]
 
+
+def _as_id(value: Any, what: str) -> int:
+    if hasattr(value, "ndim") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputTypeError(f"{what} must be an int token id, got {type(value).__name__}: {value!r:.40}")
+    return value

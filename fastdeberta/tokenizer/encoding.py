@@ -1,88 +1,269 @@
-"""``BatchEncoding`` and the truncation / padding rules shared by every backend."""
+"""What a tokenizer call returns: ``BatchEncoding`` (a dict of model inputs) and, behind it, one
+:class:`Encoding` per row that knows its tokens, words, sequences and character offsets.
+
+The accessors carry transformers' names and signatures (``enc.word_ids()``, ``enc.tokens(1)``,
+``enc.sequence_ids()``, ``enc.char_to_token(0, 17)``), so code written for a transformers fast
+tokenizer -- label alignment for NER, answer spans for QA -- runs unchanged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-_PADDING_CHOICES = {
-    True: "longest",
-    False: None,
-    "longest": "longest",
-    "max_length": "max_length",
-    "do_not_pad": None,
-}
-_TRUNCATION_CHOICES = {
-    True: "longest_first",
-    False: None,
-    "longest_first": "longest_first",
-    "only_first": "only_first",
-    "only_second": "only_second",
-    "do_not_truncate": None,
-}
+from ..errors import InvalidInputError
+
+WORD_MARKERS = ("\u2581", "\u0120")  # SentencePiece's "▁" and byte-level BPE's "Ġ": a token that absorbed a space
+
+
+class Encoding:
+    """One row of model input (``(length,)`` lists), as transformers' fast tokenizers describe it.
+
+    ``word_ids[t]`` is the index of the word token ``t`` belongs to (None for special tokens and
+    padding); a SentencePiece word starts at each piece beginning with "▁", a byte-level BPE word
+    where the pre-tokenizer splits, a pre-split input's word at each item of the list. ``sequence_ids[t]``
+    is 0 or 1 for the first or second text, None for special tokens and padding. ``offsets`` are
+    character spans into the text the token came from (None when the call did not compute them).
+    ``sample_index`` is the input this row came from (rows repeat an input when it overflows).
+    """
+
+    __slots__ = (
+        "ids",
+        "type_ids",
+        "special_tokens_mask",
+        "attention_mask",
+        "offsets",
+        "word_ids",
+        "sequence_ids",
+        "sample_index",
+        "texts",
+        "_token_of",
+    )
+
+    def __init__(
+        self,
+        ids: list[int],
+        type_ids: list[int],
+        special_tokens_mask: list[int],
+        offsets: list[tuple[int, int]] | None,
+        word_ids: list[int | None],
+        sequence_ids: list[int | None],
+        sample_index: int,
+        texts: tuple[str | None, str | None],
+        token_of: Callable[[int], str],
+    ):
+        self.ids = ids
+        self.type_ids = type_ids
+        self.special_tokens_mask = special_tokens_mask
+        self.attention_mask = [1] * len(ids)
+        self.offsets = offsets
+        self.word_ids = word_ids
+        self.sequence_ids = sequence_ids
+        self.sample_index = sample_index
+        self.texts = texts  # the source strings (None for pre-split words, whose offsets are per word)
+        self._token_of = token_of
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Encoding(num_tokens={len(self.ids)}, sample_index={self.sample_index})"
+
+    @property
+    def tokens(self) -> list[str]:
+        """The token strings (pieces), ``[PAD]`` for padding."""
+        return [self._token_of(i) for i in self.ids]
+
+    def pad(self, length: int, pad_id: int, side: str) -> None:
+        """Pad in place to ``length`` tokens on ``side`` ("right" or "left"), as the `tokenizers` library does."""
+        missing = length - len(self.ids)
+        if missing <= 0:
+            return
+        fields = {
+            "ids": pad_id,
+            "type_ids": 0,
+            "special_tokens_mask": 1,
+            "attention_mask": 0,
+            "word_ids": None,
+            "sequence_ids": None,
+        }
+        if self.offsets is not None:
+            fields["offsets"] = (0, 0)
+        for name, value in fields.items():
+            filler = [value] * missing
+            current = getattr(self, name)
+            setattr(self, name, current + filler if side == "right" else filler + current)
+
+    def token_to_word(self, token_index: int) -> int | None:
+        return self.word_ids[token_index]
+
+    def token_to_sequence(self, token_index: int) -> int | None:
+        return self.sequence_ids[token_index]
+
+    def char_to_token(self, char_index: int, sequence_index: int = 0) -> int | None:
+        """The token holding character ``char_index`` of text ``sequence_index`` (None if none does).
+
+        A space that a word-initial token absorbed ("▁world", "Ġworld") belongs to that token, as in
+        transformers, even though the token's offset span starts after the space.
+        """
+        if self.offsets is None:
+            raise InvalidInputError("char_to_token needs offsets; this encoding was made without them")
+        in_sequence = [t for t, s in enumerate(self.sequence_ids) if s == sequence_index]
+        for t in in_sequence:
+            start, end = self.offsets[t]
+            if start <= char_index < end:
+                return t
+        text = self.texts[sequence_index] if sequence_index < len(self.texts) else None
+        if text is None or not 0 <= char_index < len(text) or not text[char_index].isspace():
+            return None
+        for t in in_sequence:
+            start, _ = self.offsets[t]
+            if start > char_index:
+                gap_is_space = text[char_index:start].isspace()
+                absorbs_space = self._token_of(self.ids[t]).startswith(WORD_MARKERS)
+                return t if gap_is_space and absorbs_space else None
+        return None
 
 
 class BatchEncoding(dict):
-    """A ``dict`` of model inputs that also allows attribute access (``enc.input_ids``)."""
+    """A ``dict`` of model inputs that also allows attribute access (``enc.input_ids``).
+
+    When it comes from calling the tokenizer on text it also holds one :class:`Encoding` per row
+    (``enc.encodings``, ``enc[0]``) and answers transformers' questions about them:
+    :meth:`tokens`, :meth:`word_ids`, :meth:`sequence_ids`, :meth:`token_to_word`,
+    :meth:`token_to_sequence`, :meth:`char_to_token`. ``batch_index`` counts rows, overflowing rows
+    included.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        encodings: list[Encoding] | None = None,
+        offsets_source: Callable[[], list[Encoding]] | None = None,
+    ):
+        super().__init__(data or {})
+        self._encodings = encodings
+        # recomputes the rows with offsets, for char_to_token on a call made without return_offsets_mapping
+        self._offsets_source = offsets_source
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
             return self[name]
         except KeyError:
             raise AttributeError(f"BatchEncoding has no field {name!r}; fields: {sorted(self)}") from None
 
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int) and not isinstance(key, bool):
+            return self._row(key)
+        return super().__getitem__(key)
+
     def to(self, device: Any) -> BatchEncoding:
         """Move tensor fields to ``device`` (only meaningful with ``return_tensors="pt"``)."""
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+        moved = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()}
+        return BatchEncoding(moved, self._encodings, self._offsets_source)
 
+    @property
+    def encodings(self) -> list[Encoding] | None:
+        """The rows, or None when this BatchEncoding was not made by tokenizing text (e.g. by ``pad()``)."""
+        return self._encodings
 
+    @property
+    def is_fast(self) -> bool:
+        return self._encodings is not None
 
-def _truncation_lengths(
-    len_a: int, len_b: int | None, to_remove: int, mode: str, limit: int, index: int
-) -> tuple[int, int | None]:
-    """How many tokens of each sequence survive, following transformers' truncation strategies."""
-    if mode == "longest_first":
-        # the rule of the `tokenizers` library (used by transformers' DeBERTa tokenizers): the shorter
-        # sequence is kept whole if it fits in half of the budget, otherwise both get half and the
-        # originally longer one (the second on ties) gets the odd token
-        budget = len_a + (len_b or 0) - to_remove
-        if budget < 0:
-            raise ValueError(f"Cannot truncate item {index} to max_length={limit}")
-        if len_b is None:
-            return budget, None
-        short, long_ = sorted((len_a, len_b))
-        if short <= budget - short:
-            keep_short, keep_long = short, budget - short
-        else:
-            keep_short, keep_long = budget // 2, budget - budget // 2
-        if len_a > len_b:
-            return keep_long, keep_short
-        return keep_short, keep_long
-    if mode == "only_first":
-        if to_remove >= len_a:
-            raise ValueError(
-                f"Cannot truncate item {index} with truncation='only_first': the first sequence has {len_a} "
-                f"tokens but {to_remove} must go to reach max_length={limit}. Use truncation='longest_first'."
+    def _row(self, batch_index: Any) -> Encoding:
+        if self._encodings is None:
+            raise InvalidInputError(
+                "This BatchEncoding holds no token information (it was built by pad() or by hand, not by "
+                "calling the tokenizer on text), so tokens(), word_ids(), sequence_ids() and char_to_token() "
+                "are not available."
             )
-        return len_a - to_remove, len_b
-    # only_second
-    if len_b is None:
-        raise ValueError(
-            f"truncation='only_second' needs a text_pair, but item {index} is a single sequence that is "
-            f"{to_remove} tokens over max_length={limit}. Use truncation='only_first' or 'longest_first'."
-        )
-    if to_remove >= len_b:
-        raise ValueError(
-            f"Cannot truncate item {index} with truncation='only_second': the second sequence has {len_b} "
-            f"tokens but {to_remove} must go to reach max_length={limit}. Use truncation='longest_first'."
-        )
-    return len_a, len_b - to_remove
+        if isinstance(batch_index, bool) or not isinstance(batch_index, int):
+            raise InvalidInputError(f"batch_index must be an int, got {batch_index!r:.40}")
+        if not -len(self._encodings) <= batch_index < len(self._encodings):
+            raise InvalidInputError(
+                f"batch_index {batch_index} is out of range: this encoding has {len(self._encodings)} rows"
+            )
+        return self._encodings[batch_index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The token strings of row ``batch_index``."""
+        return self._row(batch_index).tokens
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row ``batch_index``, the index of its word (None for special tokens, padding)."""
+        return list(self._row(batch_index).word_ids)
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row ``batch_index``: 0 (first text), 1 (second text) or None (special, padding)."""
+        return list(self._row(batch_index).sequence_ids)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        batch_index, token_index = _split_index(batch_or_token_index, token_index)
+        return self._row(batch_index).token_to_word(token_index)
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        batch_index, token_index = _split_index(batch_or_token_index, token_index)
+        return self._row(batch_index).token_to_sequence(token_index)
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        """The index of the token holding a character of the input text, or None.
+
+        ``enc.char_to_token(c)`` for an unbatched call, ``enc.char_to_token(row, c)`` for a batch;
+        ``sequence_index=1`` asks about the second text of a pair.
+        """
+        batch_index, char_index = _split_index(batch_or_char_index, char_index)
+        row = self._row(batch_index)
+        if row.offsets is None:
+            self._fill_offsets()
+            row = self._row(batch_index)
+        return row.char_to_token(char_index, sequence_index)
+
+    def _fill_offsets(self) -> None:
+        if self._offsets_source is None:
+            raise InvalidInputError("char_to_token needs offsets; call the tokenizer with return_offsets_mapping=True")
+        with_offsets = self._offsets_source()
+        for row, source in zip(self._encodings, with_offsets):
+            row.offsets = source.offsets
 
 
-def _to_tensor(rows: list, kind: str, is_offsets: bool) -> Any:
-    if kind == "pt":
-        import torch
+def _split_index(first: int, second: int | None) -> tuple[int, int]:
+    """transformers' convention: ``f(i)`` means row 0, index i; ``f(b, i)`` means row b, index i."""
+    return (0, first) if second is None else (first, second)
 
-        return torch.tensor(rows, dtype=torch.long)
-    import numpy as np
 
-    return np.asarray(rows, dtype=np.int64)
+# ----------------------------------------------------------------------------------------------------
+# tensors
+
+
+def to_tensor(rows: Sequence[Any], kind: str, key: str, dtype_long: bool) -> Any:
+    """``rows`` as a torch tensor (``kind="pt"``) or numpy array (``"np"``).
+
+    ``dtype_long``: int64 whatever the values (token ids, masks); otherwise the type follows the values
+    (float labels stay float). Rows of different lengths raise :class:`InvalidInputError` naming the key.
+    """
+    try:
+        if kind == "pt":
+            import torch
+
+            if dtype_long:
+                return torch.tensor(rows, dtype=torch.long)
+            if len(rows) and isinstance(rows[0], torch.Tensor):
+                return torch.stack(list(rows))
+            return torch.tensor(rows)
+        import numpy as np
+
+        array = np.asarray(rows, dtype=np.int64 if dtype_long else None)
+        if array.dtype == object:
+            raise ValueError("ragged")
+        return array
+    except (ValueError, TypeError, RuntimeError) as err:
+        lengths = sorted({len(r) for r in rows if hasattr(r, "__len__")})
+        raise InvalidInputError(
+            f"Cannot make {kind!r} tensors from {key!r}: its rows have different lengths {lengths[:2]}...{lengths[-1:]} "
+            "or types. Pad them first (padding=True), or leave that key out."
+        ) from err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-# helpers
+WORD_START = "\u2581"  # SentencePiece's "▁": the whitespace in front of a word, written into its first piece
 
 
 def _is_punctuation(char: str) -> bool:
@@ -30,7 +30,6 @@ def _split_on_punct(text: str) -> list[tuple[int, str]]:
     return out
 
 
-
 def _byte_to_char_index(text: str) -> list[int]:
     """``table[b]`` = index of the character holding UTF-8 byte ``b`` (``len(text)`` at the end)."""
     table: list[int] = []
@@ -53,8 +52,15 @@ def _lowercase_with_map(text: str) -> tuple[str, list[int] | None]:
     return lowered, index
 
 
-
 class SpmBackend:
+    """Encodes plain text (no special tokens in it) with a ``sentencepiece`` model.
+
+    Ids are exactly ``SentencePieceProcessor.encode(text)`` (after DeBERTa's optional lower-casing and
+    punctuation split). Offsets come from the library's own offset output, decided once when the model
+    loads -- never from whether one particular text happened to encode, so a failed call cannot change
+    how later calls work.
+    """
+
     kind = "spm"
 
     def __init__(self, model_proto: bytes, do_lower_case: bool = False, split_by_punct: bool = False):
@@ -66,7 +72,16 @@ class SpmBackend:
         self.do_lower_case = bool(do_lower_case)
         self.split_by_punct = bool(split_by_punct)
         self.size = self.sp.get_piece_size()
-        self._offset_mode: str | None = None
+        self._offset_mode = self._probe_offset_mode()
+        self._starts_word: list[bool] | None = None
+
+    def _probe_offset_mode(self) -> str:
+        """``"offset_mapping"`` (sentencepiece >= 0.2.1: character offsets) or ``"immutable_proto"`` (older)."""
+        try:
+            self.sp.encode("a", out_type="offset_mapping")
+            return "offset_mapping"
+        except (ValueError, TypeError, RuntimeError, KeyError):
+            return "immutable_proto"
 
     def lookup(self, piece: str) -> int | None:
         idx = self.sp.piece_to_id(piece)
@@ -75,17 +90,18 @@ class SpmBackend:
     def piece(self, idx: int) -> str:
         return self.sp.id_to_piece(idx)
 
+    def starts_word(self, ids: list[int]) -> list[bool]:
+        """Whether each piece begins a word: its surface starts with the "▁" marker."""
+        if self._starts_word is None:
+            self._starts_word = [self.sp.id_to_piece(i).startswith(WORD_START) for i in range(self.size)]
+        table = self._starts_word
+        return [table[i] for i in ids]
+
     def _offsets_one(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids and character spans (relative to ``text``) of one SentencePiece call."""
-        if self._offset_mode in (None, "offset_mapping"):
-            try:
-                res = self.sp.encode(text, out_type="offset_mapping")
-                self._offset_mode = "offset_mapping"
-                return list(res["ids"]), [tuple(o) for o in res["offsets"]]
-            except (ValueError, TypeError, RuntimeError, KeyError):
-                if self._offset_mode == "offset_mapping":
-                    raise
-                self._offset_mode = "immutable_proto"
+        if self._offset_mode == "offset_mapping":
+            res = self.sp.encode(text, out_type="offset_mapping")
+            return list(res["ids"]), [tuple(o) for o in res["offsets"]]
         # older sentencepiece: byte offsets from the immutable proto, converted to character offsets
         proto = self.sp.encode(text, out_type="immutable_proto")
         b2c = _byte_to_char_index(text)
@@ -94,9 +110,7 @@ class SpmBackend:
         for p in proto.pieces:
             begin, end = min(p.begin, last), min(p.end, last)
             start_c = b2c[begin]
-            end_c = (
-                start_c if end <= begin else b2c[end - 1] + 1
-            )  # a span ending inside a character rounds up
+            end_c = start_c if end <= begin else b2c[end - 1] + 1  # a span ending inside a character rounds up
             ids.append(p.id)
             offs.append((start_c, end_c))
         return ids, offs
@@ -120,9 +134,9 @@ class SpmBackend:
             for i, (s, e) in zip(c_ids, c_offs):
                 s, e = s + start, e + start
                 piece = self.sp.id_to_piece(i)
-                if piece.startswith("\u2581"):
+                if piece.startswith(WORD_START):
                     # drop the whitespace the "▁" marker stands for, but keep whitespace the piece spells out
-                    body = piece.lstrip("\u2581")
+                    body = piece.lstrip(WORD_START)
                     while s < e and work[s].isspace() and not (body and work[s] == body[0]):
                         s += 1
                 offsets.append((s, e))
@@ -145,6 +159,28 @@ class SpmBackend:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode(ids)
 
+    def tokens_to_string(self, tokens: list[str]) -> str:
+        """Pieces joined with "▁" read as a space, the leading one dropped (transformers' Metaspace decoder).
+
+        Byte-fallback pieces (``<0xE4>``...) are joined back into the characters they spell.
+        """
+        parts: list[str] = []
+        pending = bytearray()
+        for token in tokens:
+            if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+                try:
+                    pending.append(int(token[3:5], 16))
+                    continue
+                except ValueError:
+                    pass
+            if pending:
+                parts.append(pending.decode("utf-8", errors="replace"))
+                pending.clear()
+            parts.append(token.replace(WORD_START, " "))
+        if pending:
+            parts.append(pending.decode("utf-8", errors="replace"))
+        text = "".join(parts)
+        return text[1:] if tokens and tokens[0].startswith(WORD_START) else text
+
     def vocab(self) -> dict[str, int]:
         return {self.sp.id_to_piece(i): i for i in range(self.size)}
-
