@@ -19,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-all lint demo bench bench-smoke clean help
+.PHONY: venv browser test test-all lint demo bench bench-smoke clean help
 
 help:
 	@sed -n '4,11p' Makefile
@@ -42,10 +42,17 @@ define run_pytest
 	exit $$rc
 endef
 
-test: venv
+# The attention page test runs in a real browser: install Debian's chromium when it is missing and we
+# are root (otherwise, or if apt-get fails, that test is skipped and says why).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
+		echo "chromium is not installed: the browser test of the attention page will be skipped"; }
+
+test: venv browser
 	$(call run_pytest,)
 
-test-all: venv
+test-all: venv browser
 	$(call run_pytest,-m "")
 
 lint: venv

@@ -43,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from .inference.embed import encode
 
         return encode
+    if name == "explain_attention":
+        from .interpret import explain_attention
+
+        return explain_attention
     raise AttributeError(f"module 'fastdeberta' has no attribute {name!r}")
 
 
@@ -65,6 +69,7 @@ __all__ = [
     "TokenizerLoadError",
     "UnsafePathError",
     "encode",
+    "explain_attention",
     "from_pretrained",
     "pipeline",
     "preset_config",
