@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from .errors import CheckpointError, ModelNotFoundError, UnsafePathError
 
 # Files a DeBERTa checkpoint folder may hold; anything else in a repo (TF/Flax weights, ONNX) is skipped.
 CHECKPOINT_PATTERNS = [
@@ -73,9 +73,16 @@ def resolve_model_dir(
     except LocalEntryNotFoundError as err:
         where = f" in cache {cache_dir}" if cache_dir else " in the Hugging Face cache"
         rev = f" at revision {revision!r}" if revision else ""
+        if offline:
+            why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"
+            raise ModelNotFoundError(
+                f"Model {name!r}{rev} is not a local folder and was not found{where} while offline "
+                f"({why}). Download it once with network access, or pass a folder path."
+            ) from err
         raise ModelNotFoundError(
-            f"Model {name!r}{rev} is not a local folder and was not found{where} while offline "
-            f"(HF_HUB_OFFLINE/local_files_only). Download it once with network access, or pass a folder path."
+            f"Model {name!r}{rev} is not a local folder, was not found{where}, and could not be downloaded: "
+            "the Hugging Face Hub could not be reached (no network connection?). Check the name and the "
+            "connection, or pass a folder path."
         ) from err
     except RepositoryNotFoundError as err:
         raise ModelNotFoundError(f"No Hub repo named {name!r} (or it is private: pass token=...).") from err
@@ -84,3 +91,40 @@ def resolve_model_dir(
     except ValueError as err:  # invalid repo id / revision strings
         raise ModelNotFoundError(f"Could not resolve {name!r}: {err}") from err
     return Path(folder)
+
+
+def _cache_blobs(folder: Path) -> Path | None:
+    """The ``blobs`` folder of the cached repo whose snapshot ``folder`` is, else None.
+
+    A Hub cache snapshot (``models--org--name/snapshots/<sha>``) holds symlinks into
+    ``models--org--name/blobs``; files reached that way are still the repo's own.
+    """
+    snapshots = folder.parent
+    repo = snapshots.parent
+    if snapshots.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
+        return (repo / "blobs").resolve()
+    return None
+
+
+def contained_file(folder: str | os.PathLike, name: object, source: str | os.PathLike) -> Path:
+    """``folder / name`` for a file name read from ``source`` (a shard index, a tokenizer config).
+
+    The name is refused unless it is a non-empty relative path that, with every symlink resolved, stays
+    inside ``folder`` -- or inside the cache's ``blobs`` folder of the same repo when ``folder`` is a
+    Hub cache snapshot. A checkpoint therefore cannot make fastdeberta read ``../../other/model`` or
+    ``/etc/passwd``. Raises :class:`UnsafePathError` (a CheckpointError, so a ValueError).
+    """
+    folder = Path(folder)
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise CheckpointError(f"{source} names the file {name!r}, which is not a file name; the file is corrupt.")
+    relative = Path(name)
+    resolved_folder = folder.resolve()
+    candidate = (folder / relative).resolve()
+    roots = [resolved_folder] + [blobs for blobs in (_cache_blobs(resolved_folder),) if blobs is not None]
+    if relative.is_absolute() or not any(candidate.is_relative_to(root) for root in roots):
+        raise UnsafePathError(
+            f"{source} names the file {name!r}, which resolves to {candidate}, outside the checkpoint folder "
+            f"{resolved_folder}. fastdeberta reads only files inside the checkpoint folder; this checkpoint "
+            "is broken or was crafted to read other files. Do not use it, or fix the name in the file."
+        )
+    return folder / relative
