@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gettext
 import glob
-import io
 import json
 import os
 import random
@@ -126,25 +125,10 @@ def collect_corpus() -> tuple[list[str], str]:
 
 # -------------------------------------------------------------------------------- tokenizer
 def train_sentencepiece(texts: list[str], vocab_size: int, seed: int = 0) -> bytes:
-    import sentencepiece as spm
+    """A unigram spm.model of up to ``vocab_size`` pieces with DeBERTa's specials (smaller if the text is)."""
+    from fastdeberta.pretraining.vocab import train_sentencepiece as train
 
-    spm.set_random_generator_seed(seed)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,                 # a small corpus may not support the full size
-        character_coverage=0.9995,
-        pad_id=0, pad_piece="[PAD]",
-        bos_id=1, bos_piece="[CLS]",
-        eos_id=2, eos_piece="[SEP]",
-        unk_id=3, unk_piece="[UNK]",
-        num_threads=os.cpu_count() or 1,
-        minloglevel=2,
-    )
-    return model.getvalue()
+    return train(texts, vocab_size, seed=seed, exact_size=False)
 
 
 # ------------------------------------------------------------------------------------ model

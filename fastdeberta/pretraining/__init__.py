@@ -1,0 +1,1 @@
+"""Pretraining from scratch: corpus, vocabulary, data pipeline, masking and objectives."""
