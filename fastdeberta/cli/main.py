@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import embed, fill_mask, info
+from . import train_tokenizer
 from .common import CliError
 
 # One module per subcommand, each with add_parser(subparsers); listed in the order --help shows them.
@@ -15,6 +16,7 @@ SUBCOMMANDS = (
     fill_mask,
     embed,
     info,
+    train_tokenizer,
 )
 
 
