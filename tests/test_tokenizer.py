@@ -44,34 +44,19 @@ def test_strings(corpus):
 
 
 @pytest.fixture(scope="session")
-def unigram_dir(tmp_path_factory, corpus):
-    folder = tmp_path_factory.mktemp("unigram")
-    fx.train_spm(folder, corpus[0], input_sentence_size=20000)
-    return folder
+def unigram_dir():
+    return fx.shared_model_dir("unigram")
 
 
 @pytest.fixture(scope="session")
-def bytefallback_dir(tmp_path_factory, corpus):
+def bytefallback_dir():
     """A 'hard' model: BPE with byte fallback, no normalisation, whitespace kept as is."""
-    folder = tmp_path_factory.mktemp("bytefallback")
-    fx.train_spm(
-        folder,
-        corpus[0],
-        model_type="bpe",
-        vocab_size=4000,
-        byte_fallback=True,
-        character_coverage=0.98,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-    )
-    return folder
+    return fx.shared_model_dir("bytefallback")
 
 
 @pytest.fixture(scope="session")
-def bpe_dir(tmp_path_factory, corpus):
-    folder = tmp_path_factory.mktemp("bytelevel")
-    fx.train_bytelevel_bpe(folder, corpus[0])
-    return folder
+def bpe_dir():
+    return fx.shared_model_dir("bpe")
 
 
 @pytest.fixture(scope="session")

@@ -137,3 +137,58 @@ def train_bytelevel_bpe(folder: Path, sentences: list[str], vocab_size: int = 30
     vocab["[MASK]"] = len(vocab)
     vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     return vocab_path, merges_path
+
+
+# ----------------------------------------------------------------------------------------------------
+# models shared by the tokenizer test modules: trained once per test process
+
+
+@functools.cache
+def _models_root() -> Path:
+    import atexit
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="fastdeberta-tokenizer-tests-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+@functools.cache
+def shared_model_dir(kind: str) -> Path:
+    """A model folder trained on the gettext corpus's training split, once per process.
+
+    ``"unigram"``: SentencePiece unigram (DeBERTa-v3 style); ``"bytefallback"``: SentencePiece BPE with
+    byte fallback, no normalisation, whitespace kept; ``"bpe"``: GPT-2 byte-level BPE (DeBERTa v1).
+    """
+    train = split_corpus(gettext_strings())[0]
+    folder = _models_root() / kind
+    if kind == "unigram":
+        train_spm(folder, train, input_sentence_size=20000)
+    elif kind == "bytefallback":
+        train_spm(
+            folder,
+            train,
+            model_type="bpe",
+            vocab_size=4000,
+            byte_fallback=True,
+            character_coverage=0.98,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+        )
+    elif kind == "bpe":
+        train_bytelevel_bpe(folder, train)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return folder
+
+
+def plain_ascii(strings: tuple[str, ...] | list[str], limit: int = 300) -> list[str]:
+    """Printable ASCII sentences without runs of spaces or brackets: the text on which transformers 5's
+    DeBERTa-v2 tokenizer (a `tokenizers` rebuild without SentencePiece's normaliser) agrees with it."""
+    out = [
+        s
+        for s in strings
+        if s.isascii() and s.isprintable() and "  " not in s and s == s.strip() and "[" not in s and len(s) > 3
+    ]
+    return out[:limit]

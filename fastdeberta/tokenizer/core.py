@@ -484,7 +484,9 @@ class Tokenizer:
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
+        verbose: bool = True,
         _stacklevel: int = 2,
+        **unknown: Any,
     ) -> BatchEncoding:
         """Tokenize one text / text pair, or a batch of them, into model inputs (transformers' arguments).
 
@@ -497,8 +499,9 @@ class Tokenizer:
         token the index of its word. Text with a lone surrogate raises
         :class:`~fastdeberta.tokenizer.UnencodableTextError` before anything is encoded.
         """
-        kwargs = dict(locals())
-        plan = plan_call(self, kwargs)
+        if unknown:
+            raise InputTypeError(_unknown_keywords_message(unknown, "tokenizer call", self.__call__))
+        plan = plan_call(self, dict(locals()))
         examples, batched = split_examples(text, text_pair, plan.split_into_words)
         rows = encode_rows(self, examples, plan, return_offsets_mapping)
 
@@ -601,3 +604,16 @@ def _as_id(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputTypeError(f"{what} must be an int token id, got {type(value).__name__}: {value!r:.40}")
     return value
+
+
+def _unknown_keywords_message(unknown: dict[str, Any], where: str, function: Any) -> str:
+    """Name the keywords a method does not take, with the closest accepted name for each."""
+    import difflib
+    import inspect
+
+    accepted = [n for n in inspect.signature(function).parameters if not n.startswith("_") and n != "unknown"]
+    hints = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"The {where} got unexpected keyword argument(s) {', '.join(hints)}. It takes: {', '.join(accepted)}."

@@ -101,28 +101,38 @@ class Encoding:
         return self.sequence_ids[token_index]
 
     def char_to_token(self, char_index: int, sequence_index: int = 0) -> int | None:
-        """The token holding character ``char_index`` of text ``sequence_index`` (None if none does).
+        """The first token whose span, as transformers draws it, holds character ``char_index`` of text
+        ``sequence_index`` (None if none does).
 
-        A space that a word-initial token absorbed ("▁world", "Ġworld") belongs to that token, as in
-        transformers, even though the token's offset span starts after the space.
+        Our offsets leave out the whitespace a word-initial token ("▁world", "Ġworld") absorbed;
+        transformers' spans include it, and give a bare "▁" that SentencePiece prepended the span of
+        the character after it. This answers with those spans, so the index equals transformers'.
         """
         if self.offsets is None:
             raise InvalidInputError("char_to_token needs offsets; this encoding was made without them")
-        in_sequence = [t for t, s in enumerate(self.sequence_ids) if s == sequence_index]
-        for t in in_sequence:
+        text = self.texts[sequence_index] if sequence_index < len(self.texts) else None
+        previous_end = 0
+        for t, sequence in enumerate(self.sequence_ids):
+            if sequence != sequence_index:
+                continue
             start, end = self.offsets[t]
+            if text is not None and self._token_of(self.ids[t]).startswith(WORD_MARKERS):
+                start, end = _absorbing_span(text, start, end, previous_end)
             if start <= char_index < end:
                 return t
-        text = self.texts[sequence_index] if sequence_index < len(self.texts) else None
-        if text is None or not 0 <= char_index < len(text) or not text[char_index].isspace():
-            return None
-        for t in in_sequence:
-            start, _ = self.offsets[t]
-            if start > char_index:
-                gap_is_space = text[char_index:start].isspace()
-                absorbs_space = self._token_of(self.ids[t]).startswith(WORD_MARKERS)
-                return t if gap_is_space and absorbs_space else None
+            previous_end = max(previous_end, self.offsets[t][1])
         return None
+
+
+def _absorbing_span(text: str, start: int, end: int, previous_end: int) -> tuple[int, int]:
+    """The span of a word-initial token widened over the whitespace before it (back to ``previous_end``);
+    a bare marker with nothing to absorb covers the next character, where SentencePiece put it."""
+    widened = start
+    while widened > previous_end and text[widened - 1].isspace():
+        widened -= 1
+    if widened == start and end == start:
+        return start, min(start + 1, len(text))
+    return widened, end
 
 
 class BatchEncoding(dict):

@@ -51,7 +51,7 @@ def pad_inputs(
         )
     main = data[main_input]
     if main is None or (hasattr(main, "__len__") and len(main) == 0):
-        if with_mask:
+        if return_attention_mask:  # only when asked for explicitly, as transformers does
             data["attention_mask"] = []
         return BatchEncoding(data)
     if return_tensors is None:
