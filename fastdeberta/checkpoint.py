@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ import torch
 
 from .config import DebertaConfig
 from .errors import CheckpointError, TokenizerLoadError, UnsafePathError  # noqa: F401 (re-exported)
-from .hub import resolve_model_dir
+from .hub import contained_file, resolve_model_dir
+from .io import _fsync_dir as fsync  # works on files too
 from .model.deberta import TASK_BY_SUFFIX, TASKS, DebertaForMaskedLM, DebertaPreTrained
 
 logger = logging.getLogger("fastdeberta")
@@ -79,24 +82,54 @@ def _read_bin(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
+def _shard_files(index_path: Path) -> list[Path]:
+    """The shard files a ``*.index.json`` names, each checked to lie inside the checkpoint folder."""
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{index_path} is not valid JSON ({err}); re-download it.") from err
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path} is not a valid shard index: it needs a non-empty 'weight_map' "
+                              "object from weight names to shard file names.")
+    names = []
+    for name in weight_map.values():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{index_path}: weight_map values must be shard file names, found {name!r}.")
+        names.append(name)
+    shards = []
+    for name in sorted(set(names)):
+        shard = contained_file(index_path.parent, name, index_path)
+        if not name.endswith((".safetensors", ".bin")):   # an index naming an index would recurse forever
+            raise CheckpointError(f"{index_path} names the shard {name!r}; shards are .safetensors or .bin files.")
+        if not shard.is_file():
+            raise CheckpointError(f"shard {name} listed in {index_path.name} is missing from {index_path.parent}")
+        shards.append(shard)
+    return shards
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read one weights file or a sharded index."""
+    """Read one weights file or a sharded index (whose shard names must stay inside its folder)."""
     if path.name.endswith(".index.json"):
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-            shards = sorted(set(index["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError) as err:
-            raise CheckpointError(f"{path} is not a valid shard index (needs a 'weight_map'): {err}") from err
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            shard_path = path.parent / shard
-            if not shard_path.is_file():
-                raise CheckpointError(f"shard {shard} listed in {path.name} is missing from {path.parent}")
-            state.update(read_state_dict(shard_path))
+        for shard in _shard_files(path):
+            state.update(read_state_dict(shard))
         return state
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     return _read_bin(path)
+
+
+def warn_non_finite(state: dict[str, torch.Tensor], source: str | os.PathLike) -> list[str]:
+    """Warn, naming the tensors, when loaded weights hold NaN or Inf; returns their names."""
+    bad = [key for key, value in state.items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        listed = ", ".join(bad[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else "")
+        warnings.warn(f"{source}: {len(bad)} weight tensor(s) hold NaN or Inf values: {listed}. Outputs that "
+                      "use them will be NaN; the file is damaged (download it again) or comes from a diverged "
+                      "training run.", RuntimeWarning, stacklevel=3)
+    return bad
 
 
 # ----------------------------------------------------------------------------- key normalisation
@@ -153,6 +186,36 @@ def _model_keys(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
+def check_state_shapes(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise CheckpointError naming every weight whose shape differs between ``state`` and the model."""
+    mismatched = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if mismatched:
+        lines = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched[:8])
+        more = f" (+{len(mismatched) - 8} more)" if len(mismatched) > 8 else ""
+        hint = " config.json does not describe these weights (sizes such as vocab_size or hidden_size differ)."
+        if any(k.startswith(("classifier.", "qa_outputs.")) for k, _, _ in mismatched):
+            hint = " The head was trained for another number of labels: pass num_labels to match, or " \
+                   "ignore_mismatched_sizes=True to start a new head."
+        raise CheckpointError(f"weights in {source} have the wrong shape: {lines}{more}.{hint}")
+
+
+def check_shapes_against_config(config: DebertaConfig, task: str, state: dict[str, torch.Tensor], source: str,
+                                ignore_mismatched_sizes: bool = False) -> None:
+    """Compare the checkpoint with the model the config describes before memory is allocated for it:
+    a config claiming a 10-billion-word vocabulary over a 2,000-row table fails here, not in the
+    allocator. With ``ignore_mismatched_sizes`` the mismatched weights are dropped (started anew)."""
+    with torch.device("meta"):
+        expected = _model_keys(build_model(config, task, state))
+    if not ignore_mismatched_sizes:
+        check_state_shapes(expected, state, source)
+        return
+    for key in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
+        warnings.warn(f"{key}: shape {tuple(state[key].shape)} in the checkpoint, "
+                      f"{tuple(expected[key].shape)} in the model; starting it anew.", stacklevel=3)
+        del state[key]
+
+
 def load_state(model: DebertaPreTrained, state: dict[str, torch.Tensor], *, strict: bool = True,
                source: str = "checkpoint") -> dict[str, list[str]]:
     """Copy ``state`` (normalised keys) into ``model``; raise on anything unexplained.
@@ -162,16 +225,7 @@ def load_state(model: DebertaPreTrained, state: dict[str, torch.Tensor], *, stri
     expected = _model_keys(model)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if mismatched:
-        lines = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched[:8])
-        more = f" (+{len(mismatched) - 8} more)" if len(mismatched) > 8 else ""
-        hint = ""
-        if any(k.startswith(("classifier.", "qa_outputs.")) for k, _, _ in mismatched):
-            hint = " The head was trained for another number of labels: pass num_labels to match, or " \
-                   "ignore_mismatched_sizes=True to start a new head."
-        raise CheckpointError(f"weights in {source} have the wrong shape: {lines}{more}.{hint}")
+    check_state_shapes(expected, state, source)
 
     head_keys = [k for k in missing if k.startswith(HEAD_PREFIXES)]
     core_missing = [k for k in missing if k not in head_keys]
@@ -308,13 +362,9 @@ def load_model(
     task = task or infer_task(config)
     weights = find_weight_file(folder)
     state = normalise_keys(read_state_dict(weights))
+    warn_non_finite(state, weights)
+    check_shapes_against_config(config, task, state, str(weights), ignore_mismatched_sizes)
     model = build_model(config, task, state)
-    if ignore_mismatched_sizes:
-        expected = _model_keys(model)
-        for key in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
-            warnings.warn(f"{key}: shape {tuple(state[key].shape)} in the checkpoint, "
-                          f"{tuple(expected[key].shape)} in the model; starting it anew.", stacklevel=2)
-            del state[key]
     load_state(model, state, strict=strict, source=str(weights))
     model.set_attention_implementation(attention)
     torch_dtype = _resolve_dtype(dtype, config)
@@ -353,13 +403,31 @@ def export_state_dict(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike) -> Path:
+def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike, *, tokenizer: Any = None) -> Path:
+    """Write config.json + model.safetensors (+ the files of ``tokenizer``) into ``folder``.
+
+    Nothing is lost on failure: every file is first written complete into a temporary folder inside
+    ``folder``, then moved into place with ``os.replace``, config.json last. An error while writing
+    (disk full, a tensor that cannot be saved, a tokenizer that fails) leaves the folder exactly as it
+    was, so a model saved there before still loads. Other files in ``folder`` are left alone.
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.export_config().save_pretrained(folder)
-    tmp = folder / "model.safetensors.tmp"
-    save_file(export_state_dict(model), str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, folder / "model.safetensors")   # never leave a half-written checkpoint behind
+    staging = Path(tempfile.mkdtemp(prefix=".fastdeberta-save-", dir=folder))
+    try:
+        save_file(export_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        model.export_config().save_pretrained(staging)
+        written = sorted(staging.iterdir(), key=lambda p: (p.name == "config.json", p.name))
+        for path in written:              # on disk before any is renamed over an old file
+            fsync(path)
+        for path in written:
+            os.replace(path, folder / path.name)
+        fsync(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_path
 from .common import TOKENIZER_HINT, CliError, add_model_arguments, add_runtime_arguments, load_kwargs
 
 HELP = "embed the texts of a file (one vector per text) into .npy or .parquet"
@@ -112,13 +113,22 @@ def _check_output(path: Path) -> None:
 
 
 def write_embeddings(path: Path, texts: list[str], vectors) -> None:
+    """Write ``vectors`` (N, D) to .npy, or .parquet (columns text, embedding), atomically: the file
+    is written under a temporary name beside ``path`` and renamed over it only when complete, so a
+    failure mid-write (disk full, file-size limit) leaves a previous ``path`` intact."""
     import numpy as np
 
     vectors = np.asarray(vectors, dtype=np.float32)
-    if path.suffix.lower() == ".npy":
-        with path.open("wb") as fh:
-            np.save(fh, vectors)
-        return
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".npy":
+            with tmp.open("wb") as fh:
+                np.save(fh, vectors)
+        else:
+            _write_parquet(tmp, texts, vectors)
+
+
+def _write_parquet(path: Path, texts: list[str], vectors) -> None:
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 

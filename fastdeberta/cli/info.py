@@ -49,6 +49,7 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
     from ..checkpoint import (
         ABSOLUTE_POSITIONS,
         build_model,
+        check_shapes_against_config,
         find_weight_file,
         infer_task,
         normalise_keys,
@@ -73,6 +74,9 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
     emd = bool(has_head["masked-lm"] and ABSOLUTE_POSITIONS in state and config.relative_attention
                and not config.position_biased_input)
 
+    # a config that does not describe the weights (e.g. vocab_size 1e10 over a 2,001-row table) is an
+    # error here, as in from_pretrained, not a parameter count of a model that cannot exist
+    check_shapes_against_config(config, task, state, str(weights))
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(config, task, state)

@@ -97,10 +97,8 @@ class DebertaPreTrained(nn.Module):
         """Write config.json + model.safetensors (loadable by transformers unchanged)."""
         from ..checkpoint import save_checkpoint
 
-        folder = save_checkpoint(self, folder)
-        if save_tokenizer and self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
-            self.tokenizer.save_pretrained(folder)
-        return folder
+        tokenizer = self.tokenizer if save_tokenizer and hasattr(self.tokenizer, "save_pretrained") else None
+        return save_checkpoint(self, folder, tokenizer=tokenizer)   # all files or none replaced
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
