@@ -351,6 +351,14 @@ def load_model(
     dtype = check_dtype(dtype)
     folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only, token=token)
+    engine = config_overrides.pop("engine", None)   # "torch", "onnxruntime"; None: onnxruntime for an ONNX export
+    if engine not in (None, "torch", "onnxruntime"):
+        raise ValueError(f"unknown engine {engine!r}; choose 'torch' or 'onnxruntime'")
+    if engine == "onnxruntime" or (engine is None and _is_onnx_folder(folder)):
+        from .export.engine import load_onnx_model
+
+        return load_onnx_model(folder, task, device=device, dtype=dtype, load_tokenizer=load_tokenizer,
+                               name_or_path=str(name_or_path), **config_overrides)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"no config.json in {folder}; a DeBERTa checkpoint folder needs one.")
@@ -383,6 +391,12 @@ LOAD_TOKENIZER_HINT = (
     "To load the model without it, pass load_tokenizer=False to fastdeberta.from_pretrained, then give a "
     "tokenizer separately (e.g. tokenizer=fastdeberta.Tokenizer.from_pretrained(FOLDER_OR_REPO_ID))."
 )
+
+
+def _is_onnx_folder(folder: Path) -> bool:
+    from .export.engine import is_onnx_folder
+
+    return is_onnx_folder(folder)
 
 
 def _try_tokenizer(folder: Path):
@@ -430,4 +444,3 @@ def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike, *, toke
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
-

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import embed, fill_mask, info
 from . import train_tokenizer
+from . import export
 from .common import CliError
 
 # One module per subcommand, each with add_parser(subparsers); listed in the order --help shows them.
@@ -17,6 +18,7 @@ SUBCOMMANDS = (
     embed,
     info,
     train_tokenizer,
+    export,
 )
 
 

@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import DebertaConfig
 from .attention import DisentangledSelfAttention, reuse_buffers
 from .layers import LayerNorm, activation
-from .positions import PositionSlots, position_slots
+from .positions import GraphSlots, PositionSlots, position_slots
 
 
 class SelfOutput(nn.Module):
@@ -111,6 +111,8 @@ class DebertaEncoder(nn.Module):
                           if "layer_norm" in norm and not config.is_v1 else None)
         self.conv = ConvLayer(config) if config.conv_kernel_size > 0 and not config.is_v1 else None
         self.gradient_checkpointing = False
+        # Export graphs (fastdeberta.export): slots computed in the graph from the traced length.
+        self.positions_in_graph = False
         self._slots_cache: dict[tuple[int, str, bool], PositionSlots] = {}
 
     def position_slots(self, length: int, device: torch.device) -> PositionSlots:
@@ -134,7 +136,11 @@ class DebertaEncoder(nn.Module):
             key_mask = None
         if not self.relative_attention:
             return EncoderState(key_mask, None, None)
-        slots = self.position_slots(hidden_states.shape[1], hidden_states.device)
+        if self.positions_in_graph:
+            slots = GraphSlots(hidden_states.shape[1], span=self.span, buckets=self.buckets,
+                               max_position=self.max_relative, device=hidden_states.device)
+        else:
+            slots = self.position_slots(hidden_states.shape[1], hidden_states.device)
         rel = self.rel_embeddings.weight[slots.first: slots.first + slots.count]  # (S, D)
         if self.LayerNorm is not None:
             rel = self.LayerNorm(rel)   # row-wise, so normalising only the rows in use is exact

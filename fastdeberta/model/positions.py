@@ -166,6 +166,55 @@ class PositionSlots:
         return self._cached((row_start, tiles, tile, col_start, cols, sign), make)
 
 
+@lru_cache(maxsize=16)
+def slot_table(span: int, buckets: int = -1, max_position: int = -1) -> tuple[int, tuple[int, ...]]:
+    """(R, slots of the distances -R ... R), R the distance past which every slot is the outermost one
+    of its sign: slot(d) = table[clamp(d, -R, R) + R] for every distance d, however long the input."""
+    kw = dict(span=span, buckets=buckets, max_position=max_position)
+    top, bottom = 2 * span - 1, 0
+
+    def saturated(r: int) -> bool:          # slots are monotone in the distance
+        return scalar_slot(r, **kw) == top and scalar_slot(-r, **kw) == bottom
+
+    high = 1
+    while not saturated(high):
+        high *= 2
+    low = high // 2                          # not saturated (or 0); binary search the first saturated one
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if saturated(mid) else (mid, high)
+    return high, tuple(scalar_slot(d, **kw) for d in range(-high, high + 1))
+
+
+class GraphSlots:
+    """Slots for graphs exported with a dynamic length (ONNX): every table row is in use
+    (``first = 0``, ``count = 2 * span``) and the (L, L) index is built from ``length`` by tensor
+    operations, so the exported graph computes the slots for the length it is run at instead of
+    holding an index frozen at the traced length. The bucket of each distance comes from a constant
+    table of the 2R + 1 distances before saturation (``slot_table``), not from a log in the graph:
+    runtimes' vectorised logs differ from libm's in the last bit, which moves distances whose bucket
+    lies exactly on an integer (e.g. 511 in v3) into the next bucket. Only the reference attention
+    path reads it.
+    """
+
+    first, reach = 0, None
+
+    def __init__(self, length, *, span: int, buckets: int = -1, max_position: int = -1,
+                 device: torch.device | None = None):
+        self.length, self.span, self.buckets, self.max_position = length, span, buckets, max_position
+        self.device = device
+        self.count = 2 * span
+
+    @cached_property
+    def index(self) -> torch.Tensor:
+        """(L, L) long: ``slot(i - j)``."""
+        reach, slots = slot_table(self.span, self.buckets, self.max_position)
+        table = torch.tensor(slots, dtype=torch.long, device=self.device)                   # (2R + 1,)
+        ids = torch.arange(self.length, device=self.device)
+        distance = (ids[:, None] - ids[None, :]).clamp(-reach, reach)                         # (L, L)
+        return table[distance + reach]
+
+
 def position_slots(length: int, *, span: int, buckets: int = -1, max_position: int = -1,
                    device: torch.device | None = None) -> PositionSlots:
     """Slots for self-attention over ``length`` tokens with a table of ``2 * span`` rows."""
