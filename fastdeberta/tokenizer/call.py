@@ -146,7 +146,8 @@ def encode_rows(tok: Tokenizer, examples: list[Example], plan: CallPlan, with_of
             rows.append(
                 assemble(
                     seg_a, window_a, seg_b, window_b,
-                    special_ids=specials, sample_index=index, texts=texts, token_of=tok._id_to_token,
+                    special_ids=specials, number_words=tok._number_words, sample_index=index, texts=texts,
+                    token_of=tok._id_to_token,
                 )
             )
     if too_long:
@@ -173,7 +174,7 @@ def _encode(tok: Tokenizer, value: Any, plan: CallPlan, with_offsets: bool) -> S
 
 def build_output(rows: list[Encoding], plan: CallPlan, batched: bool, offsets_source: Any) -> BatchEncoding:
     """The returned fields of the rows: lists (of lists for a batch) or ``(rows, length)`` tensors."""
-    fields = {
+    fields: dict[str, Any] = {
         "input_ids": lambda r: r.ids,
         "token_type_ids": lambda r: r.type_ids,
         "attention_mask": lambda r: r.attention_mask,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class Tokenizer:
             self._setup_hf(names)
         self._id_to_added = {i: t for t, i in self._added.items()}
         self._split_re = self._build_split_regex()
+        self._literal_ids = {t: self._special_ids[n] for n, t in self._special_tokens.items()} | self._added
 
     @property
     def padding_side(self) -> str:
@@ -375,8 +377,7 @@ class Tokenizer:
         """``text`` cut at special / added token strings: ``(start, substring, id or None for plain text)``."""
         if self._split_re is None:
             return [(0, text, None)] if text else []
-        lookup = {t: self._special_ids[n] for n, t in self._special_tokens.items()}
-        lookup.update(self._added)
+        lookup = self._literal_ids
         parts: list[tuple[int, str, int | None]] = []
         pos = 0
         for match in self._split_re.finditer(text):
@@ -393,15 +394,19 @@ class Tokenizer:
 
         Special-token strings written in the text map to their ids, each a word of its own. A
         SentencePiece word starts at each piece that begins with "▁" and at the start of every stretch
-        of text between special tokens (as transformers numbers words).
+        of text between special tokens (as transformers numbers words). Text without special-token
+        strings leaves its words to be numbered from its ids when asked (:meth:`_number_words`).
         """
         if isinstance(self._backend, HFBackend):
             return self._backend.encode_segment(text, with_offsets)
+        parts = self._split_specials(text)
+        if len(parts) == 1 and parts[0][2] is None:
+            return Segment(*self._backend.encode(text, with_offsets), None)
         ids: list[int] = []
         offsets: list[tuple[int, int]] | None = [] if with_offsets else None
         words: list[int] = []
         word = -1
-        for start, part, special_id in self._split_specials(text):
+        for start, part, special_id in parts:
             if special_id is not None:
                 word += 1
                 ids.append(special_id)
@@ -410,13 +415,22 @@ class Tokenizer:
                     offsets.append((start, start + len(part)))
                 continue
             part_ids, part_offsets = self._backend.encode(part, with_offsets)
-            for k, starts in enumerate(self._backend.starts_word(part_ids)):
-                word += starts or k == 0
-                words.append(word)
+            if part_ids:
+                numbered = self._number_words(part_ids, first=word + 1)
+                words.extend(numbered)
+                word = numbered[-1]
             ids.extend(part_ids)
             if offsets is not None:
                 offsets.extend((s + start, e + start) for s, e in part_offsets)
         return Segment(ids, offsets, words)
+
+    def _number_words(self, ids: list[int], first: int = 0) -> list[int]:
+        """Word index of each token of plain text: the first token and each "▁" piece start a word."""
+        if not ids:
+            return []
+        starts = self._backend.starts_word(ids)
+        starts[0] = True
+        return list(accumulate(starts, initial=first - 1))[1:]
 
     def _encode_words(self, words: list[str], with_offsets: bool) -> Segment:
         """A pre-split text: each word encoded on its own (offsets relative to it), word index = its position."""

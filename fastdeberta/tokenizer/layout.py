@@ -24,11 +24,12 @@ from .encoding import Encoding
 
 
 class Segment(NamedTuple):
-    """One encoded text (no special tokens added): ids, character offsets (or None), word indices."""
+    """One encoded text (no special tokens added): ids, character offsets (or None) and word indices
+    (or None: number them from the pieces' word markers when someone asks, see ``number_words``)."""
 
     ids: list[int]
     offsets: list[tuple[int, int]] | None
-    words: list[int]
+    words: list[int] | None
 
 
 Window = tuple[int, int]  # a token range [start, stop) of one sequence
@@ -122,55 +123,39 @@ def assemble(
     window_b: Window | None,
     *,
     special_ids: tuple[int, int] | None,
+    number_words: Callable[[list[int]], list[int]],
     sample_index: int,
     texts: tuple[str | None, str | None],
     token_of: Callable[[int], str],
 ) -> Encoding:
     """One row: ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]`` (no special tokens when ``special_ids`` is None).
 
-    Token type ids are 0 up to and including the first [SEP], 1 after it.
+    ``number_words(ids)`` gives the word index of each token of a whole segment whose words were not
+    computed while encoding; word indices are taken before cutting, so a window keeps the text's.
     """
-    ids: list[int] = []
-    types: list[int] = []
-    special: list[int] = []
-    words: list[int | None] = []
-    seqs: list[int | None] = []
-    with_offsets = seg_a.offsets is not None
-    offsets: list[tuple[int, int]] | None = [] if with_offsets else None
-
-    def add_special(token_id: int, type_id: int) -> None:
-        ids.append(token_id)
-        types.append(type_id)
-        special.append(1)
-        words.append(None)
-        seqs.append(None)
+    start_a, stop_a = window_a
+    ids = seg_a.ids[start_a:stop_a]
+    offsets = None if seg_a.offsets is None else seg_a.offsets[start_a:stop_a]
+    has_specials = special_ids is not None
+    if has_specials:
+        ids = [special_ids[0], *ids, special_ids[1]]
         if offsets is not None:
-            offsets.append((0, 0))
-
-    def add_sequence(seg: Segment, window: Window, sequence: int) -> None:
-        start, stop = window
-        n = stop - start
-        ids.extend(seg.ids[start:stop])
-        types.extend([sequence] * n)
-        special.extend([0] * n)
-        words.extend(seg.words[start:stop])
-        seqs.extend([sequence] * n)
+            offsets = [(0, 0), *offsets, (0, 0)]
+    n_b = 0
+    if seg_b is not None:
+        start_b, stop_b = window_b
+        n_b = stop_b - start_b
+        ids += seg_b.ids[start_b:stop_b]
         if offsets is not None:
-            offsets.extend(seg.offsets[start:stop])
+            offsets += seg_b.offsets[start_b:stop_b]
+        if has_specials:
+            ids.append(special_ids[1])
+            if offsets is not None:
+                offsets.append((0, 0))
+    layout = (0, int(has_specials), stop_a - start_a, int(has_specials), n_b, int(has_specials and seg_b is not None), 0)
 
-    if special_ids is not None:
-        cls_id, sep_id = special_ids
-        add_special(cls_id, 0)
-        add_sequence(seg_a, window_a, 0)
-        add_special(sep_id, 0)
-        if seg_b is not None:
-            add_sequence(seg_b, window_b, 1)
-            add_special(sep_id, 1)
-    else:
-        add_sequence(seg_a, window_a, 0)
-        if seg_b is not None:
-            add_sequence(seg_b, window_b, 1)
-    return Encoding(ids, types, special, offsets, words, seqs, sample_index, texts, token_of)
+    word_source = (seg_a, window_a, seg_b, window_b, number_words)
+    return Encoding(ids, offsets, layout, word_source, sample_index, texts, token_of)
 
 
 def padded_length(lengths: list[int], mode: str, max_length: int | None, multiple: int | None) -> int:
