@@ -23,11 +23,40 @@ SentencePiece, the ``"Ġ"`` of byte-level BPE) is *not* part of its span, so a t
 that SentencePiece adds itself, that is the start of its own span, usually where the next token begins). When SentencePiece
 splits one character into several byte-fallback pieces, the first pieces get an empty span at the
 start of that character and the last piece gets the whole character. Special tokens and padding
-get ``(0, 0)``.
+get ``(0, 0)``. With ``is_split_into_words=True`` offsets are relative to each word, as in transformers.
+
+The call takes transformers' arguments and returns its fields and accessors (the parity tests run
+against transformers 5's ``DebertaV2Tokenizer`` / ``DebertaTokenizer``): ``word_ids()`` (a
+SentencePiece word starts at each "▁" piece; each special token written in the text is a word),
+``tokens()``, ``sequence_ids()``, ``char_to_token()`` (answered with transformers' spans, which
+include the absorbed space), ``stride`` + ``return_overflowing_tokens`` with
+``overflow_to_sample_mapping``, ``return_special_tokens_mask``, ``return_length``, ``padding_side``,
+``truncation_side``, ``model_input_names``, and :meth:`Tokenizer.pad` for transformers' data collators.
+Where transformers fails we refuse clearly instead: a stride not smaller than the window (transformers
+panics in Rust), ``only_first`` / ``only_second`` down to nothing (it empties the row).
+
+Errors (all :class:`fastdeberta.FastDebertaError`): text holding a lone surrogate (``"abc\ud800"``,
+which UTF-8 cannot encode) raises :class:`UnencodableTextError` (a ``ValueError``) naming the argument,
+item and character position -- nothing is replaced silently, and the check runs before anything is
+encoded, so a failed call changes nothing. Wrong argument types raise ``InputTypeError`` (a
+``TypeError``), unusable values ``InvalidInputError`` (a ``ValueError``), token ids outside the
+vocabulary :class:`TokenIdError` (also an ``IndexError``).
+
+Layout of the package: ``spm.py`` and ``bpe.py`` (backends, ``bpe_encoder.bin`` reader),
+``specials.py`` (special tokens), ``inputs.py`` (argument checks), ``call.py`` / ``layout.py``
+(truncation, windows, assembly, padding of a call), ``encoding.py`` (``BatchEncoding``, ``Encoding``),
+``padding.py`` (``pad()``), ``files.py`` (folder format), ``core.py`` (the :class:`Tokenizer` facade).
 """
 
 from .core import DEFAULT_MODEL_MAX_LENGTH, Tokenizer
 from .encoding import BatchEncoding, Encoding
 from .inputs import TokenIdError, UnencodableTextError
 
-__all__ = ["DEFAULT_MODEL_MAX_LENGTH", "BatchEncoding", "Encoding", "TokenIdError", "Tokenizer", "UnencodableTextError"]
+__all__ = [
+    "DEFAULT_MODEL_MAX_LENGTH",
+    "BatchEncoding",
+    "Encoding",
+    "TokenIdError",
+    "Tokenizer",
+    "UnencodableTextError",
+]

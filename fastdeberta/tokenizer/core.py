@@ -4,7 +4,6 @@ machinery (``call.py``, ``layout.py``), padding (``padding.py``) and the folder 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from pathlib import Path
@@ -15,13 +14,23 @@ from .bpe import HFBackend
 from .call import build_output, encode_rows, plan_call, split_examples
 from .encoding import BatchEncoding
 from .files import SPECIAL_NAMES, load_folder, save_folder
-from .inputs import SIDES, TokenIdError, check_choice, check_encodable, check_flag, check_text
+from .inputs import (
+    SIDES,
+    TokenIdError,
+    as_id,
+    as_ids,
+    check_choice,
+    check_encodable,
+    check_flag,
+    check_text,
+    unknown_keywords_message,
+)
 from .layout import Segment
 from .padding import pad_inputs
+from .specials import DEFAULT_SPECIALS, literal_pattern, resolve_specials
 from .spm import SpmBackend
 
 DEFAULT_MODEL_MAX_LENGTH = 512
-_DEFAULT_SPECIALS = {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
 
 
 class Tokenizer:
@@ -58,18 +67,12 @@ class Tokenizer:
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.model_input_names = list(model_input_names or ["input_ids", "attention_mask", "token_type_ids"])
-        names = dict(_DEFAULT_SPECIALS)
+        names = dict(DEFAULT_SPECIALS)
         names.update({k: v for k, v in (special_tokens or {}).items() if v})
-        self._special_tokens: dict[str, str] = {}
-        self._special_ids: dict[str, int | None] = {}
-        # token string -> id for tokens outside the base vocabulary (SentencePiece backend only)
-        self._added: dict[str, int] = {}
-        if isinstance(backend, SpmBackend):
-            self._setup_spm(names, added_tokens or {})
-        else:
-            self._setup_hf(names)
+        # name -> token string, name -> id, and token string -> id for tokens outside the base vocabulary
+        self._special_tokens, self._special_ids, self._added = resolve_specials(backend, names, added_tokens or {})
         self._id_to_added = {i: t for t, i in self._added.items()}
-        self._split_re = self._build_split_regex()
+        self._split_re = literal_pattern(backend, self._special_tokens, self._special_ids, self._added)
         self._literal_ids = {t: self._special_ids[n] for n, t in self._special_tokens.items()} | self._added
 
     @property
@@ -89,51 +92,6 @@ class Tokenizer:
         self._truncation_side = check_choice(value, "truncation_side", SIDES)
 
     # -- construction ------------------------------------------------------------------------------
-
-    def _setup_spm(self, names: dict[str, str], added: dict[str, int]) -> None:
-        b: SpmBackend = self._backend  # type: ignore[assignment]
-        fallback = {"pad": b.sp.pad_id(), "cls": b.sp.bos_id(), "sep": b.sp.eos_id(), "unk": b.sp.unk_id()}
-        for tok, idx in added.items():
-            if not (0 <= idx < b.size and b.piece(idx) == tok):
-                self._added[tok] = int(idx)
-        for name in SPECIAL_NAMES:
-            token = names[name]
-            idx = b.lookup(token)
-            if idx is None:
-                idx = self._added.get(token)
-            if idx is None and name in fallback and fallback[name] >= 0:
-                idx = fallback[name]
-                token = b.piece(idx)
-            if idx is None and name == "mask":
-                idx = max([b.size - 1, *self._added.values()]) + 1
-                self._added[token] = idx
-            self._special_tokens[name] = token
-            self._special_ids[name] = idx
-
-    def _setup_hf(self, names: dict[str, str]) -> None:
-        from tokenizers import AddedToken
-
-        b: HFBackend = self._backend  # type: ignore[assignment]
-        to_add = []
-        for name in SPECIAL_NAMES:
-            token = names[name]
-            # DeBERTa v1's mask token swallows the space in front of it (transformers 4.x behaviour)
-            lstrip = name == "mask" and b.mask_lstrip
-            to_add.append(AddedToken(token, lstrip=lstrip, rstrip=False, normalized=False, special=True))
-            self._special_tokens[name] = token
-        b.tok.add_special_tokens(to_add)
-        for name in SPECIAL_NAMES:
-            self._special_ids[name] = b.lookup(self._special_tokens[name])
-
-    def _build_split_regex(self) -> re.Pattern | None:
-        if not isinstance(self._backend, SpmBackend):
-            return None  # the tokenizers library splits added tokens itself
-        literal = {t for n, t in self._special_tokens.items() if self._special_ids[n] is not None}
-        literal.update(self._added)
-        literal.discard("")
-        if not literal:
-            return None
-        return re.compile("|".join(re.escape(t) for t in sorted(literal, key=len, reverse=True)))
 
     @classmethod
     def from_spm(
@@ -312,9 +270,9 @@ class Tokenizer:
     ) -> str | list[str]:
         """Token strings (SentencePiece pieces / byte-level BPE tokens) of ids."""
         if isinstance(ids, int) or (hasattr(ids, "ndim") and ids.ndim == 0):
-            return self._id_to_token(_as_id(ids, "id"))
+            return self._id_to_token(as_id(ids, "id"))
         specials = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self._id_to_token(i) for i in _as_ids(ids, "ids") if i not in specials]
+        return [self._id_to_token(i) for i in as_ids(ids, "ids") if i not in specials]
 
     def _id_to_token(self, idx: int) -> str:
         if idx in self._id_to_added:
@@ -347,8 +305,8 @@ class Tokenizer:
         :attr:`all_special_ids` ([PAD] and [MASK] included) is marked. Otherwise: the mask of the row
         ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]`` that :meth:`build_inputs_with_special_tokens` makes.
         """
-        ids_0 = _as_ids(token_ids_0, "token_ids_0")
-        ids_1 = None if token_ids_1 is None else _as_ids(token_ids_1, "token_ids_1")
+        ids_0 = as_ids(token_ids_0, "token_ids_0")
+        ids_1 = None if token_ids_1 is None else as_ids(token_ids_1, "token_ids_1")
         if check_flag(already_has_special_tokens, "already_has_special_tokens"):
             if ids_1 is not None:
                 raise InvalidInputError(
@@ -366,10 +324,10 @@ class Tokenizer:
     def build_inputs_with_special_tokens(
         self, token_ids_0: list[int], token_ids_1: list[int] | None = None
     ) -> list[int]:
-        ids_0 = _as_ids(token_ids_0, "token_ids_0")
+        ids_0 = as_ids(token_ids_0, "token_ids_0")
         if token_ids_1 is None:
             return [self.cls_token_id, *ids_0, self.sep_token_id]
-        return [self.cls_token_id, *ids_0, self.sep_token_id, *_as_ids(token_ids_1, "token_ids_1"), self.sep_token_id]
+        return [self.cls_token_id, *ids_0, self.sep_token_id, *as_ids(token_ids_1, "token_ids_1"), self.sep_token_id]
 
     # -- encoding ----------------------------------------------------------------------------------
 
@@ -514,7 +472,7 @@ class Tokenizer:
         :class:`~fastdeberta.tokenizer.UnencodableTextError` before anything is encoded.
         """
         if unknown:
-            raise InputTypeError(_unknown_keywords_message(unknown, "tokenizer call", self.__call__))
+            raise InputTypeError(unknown_keywords_message(unknown, "tokenizer call", self.__call__))
         plan = plan_call(self, dict(locals()))
         examples, batched = split_examples(text, text_pair, plan.split_into_words)
         rows = encode_rows(self, examples, plan, return_offsets_mapping)
@@ -561,7 +519,7 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``. Special/added tokens are written as their strings (space separated) unless skipped."""
-        ids = _as_ids(ids, "ids")
+        ids = as_ids(ids, "ids")
         specials = set(self.all_special_ids)
         if isinstance(self._backend, HFBackend):
             size = self.vocab_size
@@ -602,32 +560,3 @@ class Tokenizer:
         (each file written whole to a temporary name, then renamed into place)."""
         return save_folder(self, Path(folder))
 
-
-def _as_ids(values: Any, what: str) -> list[int]:
-    """A sequence of token ids (list, tuple, tensor or array) as a list of int, or a clear error."""
-    if hasattr(values, "tolist"):
-        values = values.tolist()
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InputTypeError(f"{what} must be a sequence of int token ids, got {type(values).__name__}")
-    return [_as_id(v, f"{what}[{i}]") for i, v in enumerate(values)]
-
-
-def _as_id(value: Any, what: str) -> int:
-    if hasattr(value, "ndim") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"{what} must be an int token id, got {type(value).__name__}: {value!r:.40}")
-    return value
-
-
-def _unknown_keywords_message(unknown: dict[str, Any], where: str, function: Any) -> str:
-    """Name the keywords a method does not take, with the closest accepted name for each."""
-    import difflib
-    import inspect
-
-    accepted = [n for n in inspect.signature(function).parameters if not n.startswith("_") and n != "unknown"]
-    hints = []
-    for name in sorted(unknown):
-        close = difflib.get_close_matches(name, accepted, n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"The {where} got unexpected keyword argument(s) {', '.join(hints)}. It takes: {', '.join(accepted)}."

@@ -11,6 +11,7 @@ silently: a replacement would change the ids and shift the offsets of everything
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InputTypeError, InvalidInputError
@@ -128,3 +129,33 @@ def check_choice(value: Any, name: str, choices: Any) -> Any:
     if not (value is None or isinstance(value, (str, bool))) or value not in choices:
         raise InvalidInputError(f"{name} must be one of {list(choices)}, got {value!r:.60}")
     return choices[value] if isinstance(choices, dict) else value
+
+
+def as_ids(values: Any, what: str) -> list[int]:
+    """A sequence of token ids (list, tuple, tensor or array) as a list of int, or a clear error."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InputTypeError(f"{what} must be a sequence of int token ids, got {type(values).__name__}")
+    return [as_id(v, f"{what}[{i}]") for i, v in enumerate(values)]
+
+
+def as_id(value: Any, what: str) -> int:
+    if hasattr(value, "ndim") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputTypeError(f"{what} must be an int token id, got {type(value).__name__}: {value!r:.40}")
+    return value
+
+
+def unknown_keywords_message(unknown: dict[str, Any], where: str, function: Any) -> str:
+    """Name the keywords a method does not take, with the closest accepted name for each."""
+    import difflib
+    import inspect
+
+    accepted = [n for n in inspect.signature(function).parameters if not n.startswith("_") and n != "unknown"]
+    hints = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"The {where} got unexpected keyword argument(s) {', '.join(hints)}. It takes: {', '.join(accepted)}."
