@@ -21,7 +21,6 @@ from fastdeberta.pretraining.data import (
 )
 from fastdeberta.pretraining.masking import (
     IGNORE_INDEX,
-    MaskingCollator,
     mask_tokens,
     span_start_rate,
     word_start_table,
@@ -150,6 +149,15 @@ def test_masking_is_deterministic_and_token_mode_matches_training_import():
     assert training_mask_tokens is mask_tokens                # one implementation under both names
 
 
+def test_rtd_ratios_mask_every_selected_token():
+    ids, attention = _batch(50, 64)
+    masked, labels = _mask("token", ids, attention, mask_ratio=1.0, random_ratio=0.0)
+    selected = labels != IGNORE_INDEX
+    assert selected.any() and (masked[selected] == MASK).all()
+    with pytest.raises(ValueError, match="mask_ratio"):
+        _mask("token", ids, attention, mask_ratio=0.9, random_ratio=0.2)
+
+
 def test_word_start_table_rules():
     table = word_start_table(["[PAD]", "\u2581the", "ing", ",", "\u2581", "x", "[MASK]"], special_ids=[0, 6])
     assert table.tolist() == [True, True, False, True, True, False, True]
@@ -163,17 +171,6 @@ def test_masking_rejects_bad_options():
         mask_tokens(ids, mask_token_id=MASK, vocab_size=VOCAB, special_ids=SPECIAL, strategy="span")
     with pytest.raises(ValueError, match="probability"):
         _mask("token", ids, attention, probability=1.5)
-
-
-def test_collator_masks_and_sets_attention():
-    collate = MaskingCollator(mask_token_id=MASK, pad_token_id=PAD, vocab_size=VOCAB, special_ids=SPECIAL,
-                              word_starts=_word_table(), strategy="whole_word")
-    ids, attention = _batch(8, 32)
-    batch = collate([{"input_ids": row} for row in ids], torch.Generator().manual_seed(0))
-    assert torch.equal(batch["attention_mask"], attention)
-    selected = batch["labels"] != IGNORE_INDEX
-    assert torch.equal(batch["input_ids"][~selected], ids[~selected])
-    assert not selected[attention == 0].any()
 
 
 # ------------------------------------------------------------------------------------------- packing
@@ -217,9 +214,13 @@ class _CharTokenizer:
     def __len__(self) -> int:
         return 41
 
-    def __call__(self, texts, add_special_tokens=False):
-        assert add_special_tokens is False
-        return {"input_ids": [[4 + (ord(c) - 97) % 26 for c in t if c.isalpha()] for t in texts]}
+    def __call__(self, texts, add_special_tokens=True, verbose=True):
+        assert add_special_tokens is False and verbose is False     # the pipeline adds [CLS]/[SEP] itself
+        return {"input_ids": [_letter_ids(t) for t in texts]}
+
+
+def _letter_ids(text: str) -> list[int]:
+    return [4 + (ord(c) - 97) % 26 for c in text if c.isalpha()]
 
 
 def _write_corpus(path, docs):
@@ -248,10 +249,10 @@ def test_pack_corpus_round_trip_split_and_determinism(tmp_path):
         return sorted(t for i in range(len(ds)) for t in ds[i]["input_ids"].tolist() if t >= 4)
 
     # every letter of every document lands in exactly one split, once
-    expected = sorted(t for d in docs for t in tok([d])["input_ids"][0])
+    expected = sorted(t for d in docs for t in _letter_ids(d))
     assert sorted(letters(train) + letters(valid)) == expected
     held_out = [d for d in docs if C.is_heldout(d, 0.1, 3)]
-    assert letters(valid) == sorted(t for d in held_out for t in tok([d])["input_ids"][0])
+    assert letters(valid) == sorted(t for d in held_out for t in _letter_ids(d))
 
     again = pack_corpus([tmp_path / "a.txt", tmp_path / "more"], tok, tmp_path / "again", seq_length=16,
                         valid_fraction=0.1, seed=3, shuffle_buffer=64, batch_size=50, progress=False)

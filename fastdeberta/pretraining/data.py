@@ -26,6 +26,7 @@ import random
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,17 +102,6 @@ def _shuffled(items: Iterable[str], buffer_size: int, rng: random.Random) -> Ite
             buffer = []
     rng.shuffle(buffer)
     yield from buffer
-
-
-def _tokenized(tokenizer: Any, docs: Iterable[str], batch_size: int) -> Iterator[list[int]]:
-    batch: list[str] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) >= batch_size:
-            yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
-            batch = []
-    if batch:
-        yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
 
 
 # ---------------------------------------------------------------------------------------- packing
@@ -297,7 +287,10 @@ def pack_corpus(
 def _encode_batch(tokenizer: Any, batch: list[tuple[str, str]], pending: dict[str, list[list[int]]]) -> None:
     if not batch:
         return
-    ids = tokenizer([doc for _, doc in batch], add_special_tokens=False)["input_ids"]
+    # documents longer than the model's maximum are expected here (they are cut into rows): no warning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Token sequence length .* is longer than the maximum")
+        ids = tokenizer([doc for _, doc in batch], add_special_tokens=False, verbose=False)["input_ids"]
     for (split, _), doc_ids in zip(batch, ids):
         pending[split].append(doc_ids)
 

@@ -22,13 +22,12 @@ non-special token (10%) or stays as it is (10%). Labels hold the original id at 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import torch
 
 __all__ = ["IGNORE_INDEX", "STRATEGIES", "mask_tokens", "select_tokens", "replace_selected", "word_start_table",
-           "word_index", "span_start_rate", "MaskingCollator"]
+           "word_index", "span_start_rate"]
 
 IGNORE_INDEX = -100
 STRATEGIES = ("token", "whole_word", "span")
@@ -207,48 +206,3 @@ def mask_tokens(
                                       special_ids=special, mask_ratio=mask_ratio, random_ratio=random_ratio,
                                       generator=generator)
     return masked.to(ids.device), labels.to(ids.device)
-
-
-class MaskingCollator:
-    """Stack ``{"input_ids": (L,)}`` examples into a masked MLM batch.
-
-    ``collator(examples, generator)`` returns ``input_ids`` (masked), ``attention_mask`` (0 at [PAD])
-    and ``labels``, each ``(B, L)``. Build one from a tokenizer with :meth:`from_tokenizer`.
-    """
-
-    def __init__(self, *, mask_token_id: int, pad_token_id: int, vocab_size: int, special_ids: Iterable[int],
-                 word_starts: torch.Tensor | None = None, strategy: str = "token", probability: float = 0.15,
-                 max_span: int = 3):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown masking strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-        if strategy != "token" and word_starts is None:
-            raise ValueError(f"strategy {strategy!r} needs word_starts (see word_start_table)")
-        self.mask_token_id = int(mask_token_id)
-        self.pad_token_id = int(pad_token_id)
-        self.vocab_size = int(vocab_size)
-        self.special_ids = sorted({int(i) for i in special_ids})
-        self.word_starts = word_starts
-        self.strategy = strategy
-        self.probability = probability
-        self.max_span = max_span
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer: Any, **options: Any) -> MaskingCollator:
-        """Special ids, [MASK], [PAD] and the word-start table taken from a fastdeberta or transformers tokenizer."""
-        vocab_size = len(tokenizer)
-        special = [int(i) for i in tokenizer.all_special_ids]
-        pieces = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
-        return cls(mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
-                   vocab_size=vocab_size, special_ids=special,
-                   word_starts=word_start_table([p or "" for p in pieces], special), **options)
-
-    def __call__(self, examples: Sequence[Mapping[str, torch.Tensor]],
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        input_ids = torch.stack([torch.as_tensor(e["input_ids"]).long() for e in examples])   # (B, L)
-        attention_mask = (input_ids != self.pad_token_id).long()
-        masked, labels = mask_tokens(
-            input_ids, mask_token_id=self.mask_token_id, vocab_size=self.vocab_size, special_ids=self.special_ids,
-            attention_mask=attention_mask, probability=self.probability, generator=generator,
-            strategy=self.strategy, word_starts=self.word_starts, max_span=self.max_span,
-        )
-        return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
