@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--function-to-apply", choices=["softmax", "sigmoid", "none"], default=None,
                         help="classification scores (default: softmax, sigmoid for multi-label, none for regression)")
     parser.add_argument("--aggregation-strategy", choices=["none", "simple", "first", "average", "max"],
-                        default="simple", help="token classification: how tokens form entities (default simple)")
+                        default="first", help="token classification: how tokens form entities (default first: "
+                        "each word takes its first sub-token's tag, as the model was trained; simple groups raw tokens)")
     parser.add_argument("--handle-impossible-answer", action="store_true",
                         help="question answering: allow the empty answer (SQuAD v2 models)")
     add_task_columns(parser)

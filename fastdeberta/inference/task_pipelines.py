@@ -78,8 +78,8 @@ class TextClassificationPipeline(_TaskPipeline):
         function = function_to_apply or default_function(self.model.config)
         scores = self.scores(texts, pairs, function, batch_size)                      # (N, num_labels)
         results = [self._format(row, top_k) for row in scores]
-        if top_k == "legacy":
-            return results if not single else [results[0]]
+        if top_k == "legacy":   # transformers: a bare string gives a one-element list, a dict (pair) a dict
+            return [results[0]] if isinstance(inputs, str) else results[0] if single else results
         return results[0] if single else results
 
     def scores(self, texts: list[str], pairs: list[str | None], function: str = "softmax",

@@ -33,7 +33,16 @@ def _word_pieces(tokenizer: Any, words: list[str]) -> list[list[int]]:
 
 def align_words(tokenizer: Any, words: list[str], max_length: int) -> tuple[list[int], list[int | None]]:
     """``(input_ids, word_ids)`` of a pre-split sentence with [CLS]/[SEP]; ``word_ids[t]`` is the index of
-    the word token ``t`` belongs to (None for special tokens). Tokens past ``max_length`` are cut."""
+    the word token ``t`` belongs to (None for special tokens). Tokens past ``max_length`` are cut.
+
+    Uses the tokenizer's ``is_split_into_words`` / ``word_ids()`` (transformers' API) when it has them.
+    """
+    if words:
+        try:
+            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+            return list(enc["input_ids"]), list(enc.word_ids())
+        except TypeError:                          # an older tokenizer without is_split_into_words
+            pass
     ids: list[int] = [tokenizer.cls_token_id]
     word_ids: list[int | None] = [None]
     budget = max_length - 2
