@@ -324,16 +324,19 @@ def test_sphinx_html_keeps_prose_drops_code_and_navigation():
     <p>The <code>textwrap</code> module wraps text.</p>
     <div class="highlight-python3 notranslate"><div class="highlight"><pre>print("code")</pre></div></div>
     <dl><dt class="sig sig-object py">textwrap.wrap(text)</dt><dd><p>Wraps the paragraph.<br/>Second line.</p></dd></dl>
+    <table class="docutils"><tr><th><p>Code</p></th><th><p>Meaning</p></th></tr>
+    <tr><td><p>%d</p></td><td><p>a day</p><p>of the month</p></td></tr></table>
     <h2>Examples</h2><p>More &amp; more.</p></section></div>
     <div class="footer">Copyright</div></body></html>"""
     sections = C.sphinx_html_sections(page)
-    assert sections == ["textwrap\nThe textwrap module wraps text.\nWraps the paragraph.\nSecond line.",
+    assert sections == ["textwrap\nThe textwrap module wraps text.\nWraps the paragraph.\nSecond line.\n"
+                        "Code Meaning\n%d a day of the month",                # one line per table row
                         "Examples\nMore & more."]
 
 
 def test_strip_wikitext():
     markup = """{{Infobox|name={{nested}}}}'''Anarchism''' is a [[political philosophy|philosophy]]
-that rejects [[hierarchy]].<ref>Source, p. 1</ref> See [http://example.org the site] for more text here.
+that rejects ({{IPA|x}}) [[hierarchy]].<ref>Source, p. 1</ref> See [http://example.org the site] for more text here.
 [[File:A.jpg|thumb|A caption with [[link]]]]
 {| class="wikitable"
 | cell || cell

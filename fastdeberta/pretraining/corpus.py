@@ -180,8 +180,14 @@ class _SphinxText(html.parser.HTMLParser):
         if self.main_depth and not self.skip_depth:
             if tag in self.split_tags:
                 self.parts.append("\n" + _SECTION_MARK + "\n")
+            elif tag in ("td", "th"):
+                self.parts.append(" ")
             elif tag in _BLOCK_TAGS:
-                self.parts.append("\n")
+                self.parts.append(" " if self._in_table_cell() else "\n")
+
+    def _in_table_cell(self) -> bool:
+        """Inside a table cell paragraphs do not break the line: a table row becomes one line."""
+        return any(t in ("td", "th") for t, _, _ in self.stack)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _VOID_TAGS or not any(t == tag for t, _, _ in self.stack):
@@ -193,7 +199,7 @@ class _SphinxText(html.parser.HTMLParser):
             if open_tag == tag:
                 break
         if tag in _BLOCK_TAGS and self.main_depth:
-            self.parts.append("\n")
+            self.parts.append(" " if self._in_table_cell() else "\n")
 
     def handle_data(self, data: str) -> None:
         if self.main_depth and not self.skip_depth:
@@ -226,6 +232,7 @@ _WIKI_TABLE = re.compile(r"\{\|(?:(?!\{\|).)*?\|\}", re.DOTALL)
 _WIKI_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
 _WIKI_EXTERNAL = re.compile(r"\[(?:https?:)?//[^\s\]]*\s*([^\]]*)\]")
 _WIKI_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_WIKI_EMPTY_PARENS = re.compile(r" ?\((?:[\s,;:]|&nbsp;)*\)")
 _WIKI_HEADING = re.compile(r"^=+\s*(.*?)\s*=+\s*$")
 _WIKI_NAMESPACED = re.compile(r"^\s*:?\s*(File|Image|Category|Media|[a-z]{2,3}(-[a-z]+)?|simple|wikt)\s*:",
                               re.IGNORECASE)
@@ -263,6 +270,7 @@ def strip_wikitext(markup: str) -> str:
     text = _WIKI_EXTERNAL.sub(r"\1", text)
     text = _WIKI_TAG.sub("", text)
     text = html.unescape(text).replace("'''", "").replace("''", "")
+    text = _WIKI_EMPTY_PARENS.sub("", text)          # what is left of "({{IPA|...}})" and the like
     lines = []
     for line in text.split("\n"):
         line = line.strip()
