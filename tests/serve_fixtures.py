@@ -105,29 +105,22 @@ class ServerProcess:
             [sys.executable, "-m", "fastdeberta", "serve", "--host", "127.0.0.1", "--port", "0", *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
-        self.port = self._wait_for_port(startup_timeout)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._port_found = threading.Event()
+        self.port = 0
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-
-    def _wait_for_port(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.lines.append(line)
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            if found:
-                return int(found.group(1))
-        self.kill()
-        raise AssertionError("server did not start:\n" + "".join(self.lines))
+        if not self._port_found.wait(startup_timeout):
+            self.kill()
+            raise AssertionError("server did not start (it needs --log-level info to report its port):\n" + self.log)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _drain(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if found and not self._port_found.is_set():
+                self.port = int(found.group(1))
+                self._port_found.set()
 
     @property
     def log(self) -> str:

@@ -262,6 +262,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code == 400:   # FastAPI's answer to a body it cannot decode (not UTF-8, nested too deep)
+            return JSONResponse({"error": f"invalid request: the body is not valid JSON text ({err.detail})",
+                                 "error_type": "validation"}, status_code=422)
         return JSONResponse({"error": str(err.detail), "error_type": "validation"}, status_code=err.status_code,
                             headers=getattr(err, "headers", None))
 

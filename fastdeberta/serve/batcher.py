@@ -158,7 +158,13 @@ class Batcher:
                 await self._run_job(items[0])
                 continue
             for kind in dict.fromkeys(item.kind for item in items):
-                await self._run_group([item for item in items if item.kind == kind])
+                group = [item for item in items if item.kind == kind]
+                try:
+                    await self._run_group(group)
+                except Exception as err:  # a bug in forming the batch: fail these items, keep the loop alive
+                    for item in group:
+                        if not item.future.done():
+                            item.future.set_exception(err)
 
     def _take(self) -> list[WorkItem]:
         """Items from the front of the queue: one job alone, or inputs whose tokens fit the budget."""

@@ -8,6 +8,7 @@ that happens /health answers 503 so that a load balancer stops sending traffic.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from .engine import Engine
@@ -87,5 +88,9 @@ def serve(engine: Engine, settings: ServeSettings | None = None, *, host: str = 
         def handle_exit(self, sig: int, frame: Any) -> None:
             state.draining = True      # /health turns 503 at once; requests in flight still finish
             super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:  # a finished graceful shutdown exits 0 instead of re-raising SIGTERM
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list) and sig in captured:
+                    captured.remove(sig)
 
     Server(config).run()
