@@ -371,7 +371,7 @@ class Trainer:
                         or last):
                     state["metrics"] = self._evaluate(step)
                     stop_early = self._track_best(state, step)
-                    bar.set_postfix(loss=f"{step_loss:.4f}", **{k: f"{v:.4g}" for k, v in state["metrics"].items()})
+                    bar.set_postfix(loss=f"{step_loss:.4f}", **{f"eval_{k}": f"{v:.4g}" for k, v in state["metrics"].items()})
                 if (args.save_steps and step % args.save_steps == 0) or (not args.save_steps and epoch_end) \
                         or last or stop_early:
                     save_checkpoint(args.output_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
