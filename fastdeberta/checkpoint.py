@@ -19,11 +19,17 @@ from typing import Any
 
 import torch
 
+from .compat import (
+    check_config_overrides,
+    read_sentence_transformers_files,
+    transformers_load_options,
+    weight_file_names,
+)
 from .config import DebertaConfig
 from .errors import CheckpointError, TokenizerLoadError, UnsafePathError  # noqa: F401 (re-exported)
 from .hub import contained_file, resolve_model_dir
 from .io import _fsync_dir as fsync  # works on files too
-from .model.deberta import TASK_BY_SUFFIX, TASKS, DebertaForMaskedLM, DebertaPreTrained
+from .model.deberta import TASK_BY_SUFFIX, TASKS, TIED_KEYS, DebertaForMaskedLM, DebertaPreTrained
 
 logger = logging.getLogger("fastdeberta")
 
@@ -42,13 +48,14 @@ DTYPES = {
 
 
 # ----------------------------------------------------------------------------- reading files
-def find_weight_file(folder: Path) -> Path:
-    for name in WEIGHT_FILES:
+def find_weight_file(folder: Path, names: tuple[str, ...] | None = None) -> Path:
+    names = names or WEIGHT_FILES
+    for name in names:
         if (folder / name).is_file():
             return folder / name
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     raise CheckpointError(
-        f"no weights in {folder}: looked for {', '.join(WEIGHT_FILES)}; the folder holds {present}. "
+        f"no weights in {folder}: looked for {', '.join(names)}; the folder holds {present}. "
         "TensorFlow/Flax-only checkpoints must be converted to PyTorch first."
     )
 
@@ -166,7 +173,8 @@ def mlm_head_layout(state: dict[str, torch.Tensor], config: DebertaConfig) -> st
 
 
 # ----------------------------------------------------------------------------- building models
-def build_model(config: DebertaConfig, task: str, state: dict[str, torch.Tensor] | None = None) -> DebertaPreTrained:
+def build_model(config: DebertaConfig, task: str, state: dict[str, torch.Tensor] | None = None,
+                enhanced_mask_decoder: bool | None = None) -> DebertaPreTrained:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     cls = TASKS[task]
@@ -174,13 +182,16 @@ def build_model(config: DebertaConfig, task: str, state: dict[str, torch.Tensor]
         if state is None:
             return DebertaForMaskedLM(config)
         emd = (not config.position_biased_input and config.relative_attention and ABSOLUTE_POSITIONS in state)
+        if enhanced_mask_decoder is not None:   # the caller's choice wins over the checkpoint's
+            emd = bool(enhanced_mask_decoder)
         return DebertaForMaskedLM(config, head_layout=mlm_head_layout(state, config), enhanced_mask_decoder=emd)
     return cls(config)
 
 
 def _model_keys(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
-    """The model's state dict with every key in checkpoint form (``deberta.`` prefix for the base)."""
-    sd = model.state_dict()
+    """The model's state dict with every key in checkpoint form (``deberta.`` prefix for the base);
+    tied copies (``cls.predictions.decoder.*``) are left out, as in transformers' files."""
+    sd = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
     if model.task == "base":
         return {PREFIX + k: v for k, v in sd.items()}
     return dict(sd)
@@ -205,6 +216,14 @@ def check_shapes_against_config(config: DebertaConfig, task: str, state: dict[st
     """Compare the checkpoint with the model the config describes before memory is allocated for it:
     a config claiming a 10-billion-word vocabulary over a 2,000-row table fails here, not in the
     allocator. With ``ignore_mismatched_sizes`` the mismatched weights are dropped (started anew)."""
+    layers = [int(key.split(".")[3]) for key in state if key.startswith(PREFIX + "encoder.layer.")
+              and key.split(".")[3].isdigit()]
+    stored = max(layers) + 1 if layers else 0
+    if config.num_hidden_layers > stored:       # even a meta model of 10^9 layers would take forever to build
+        raise CheckpointError(
+            f"config.json says num_hidden_layers={config.num_hidden_layers}, but {source} holds weights for "
+            f"{stored} layers (no {PREFIX}encoder.layer.{stored}.* weights); the config does not describe "
+            "these weights.")
     with torch.device("meta"):
         expected = _model_keys(build_model(config, task, state))
     if not ignore_mismatched_sizes:
@@ -333,8 +352,15 @@ def load_model(
     device: str | torch.device | None = None,
     strict: bool = True,
     ignore_mismatched_sizes: bool = False,
-    attention: str = "fast",
+    attention: str | None = None,
     load_tokenizer: bool = True,
+    torch_dtype: Any = None,
+    device_map: Any = None,
+    attn_implementation: str | None = None,
+    use_safetensors: bool | None = None,
+    low_cpu_mem_usage: bool | None = None,
+    trust_remote_code: bool | None = None,
+    enhanced_mask_decoder: bool | None = None,
     **config_overrides: Any,
 ) -> DebertaPreTrained:
     """Load a DeBERTa checkpoint from a folder or the Hugging Face Hub.
@@ -346,7 +372,18 @@ def load_model(
     ``torch_dtype``), a floating-point ``torch.dtype`` or None (as stored); checked, like ``device``,
     before any file is read. Tokenizer files that cannot be read raise :class:`TokenizerLoadError`
     (a ``ValueError``); ``load_tokenizer=False`` loads the model without them.
+
+    transformers' names work too (see :mod:`fastdeberta.compat`): ``torch_dtype`` (= ``dtype``),
+    ``device_map`` (one device, or "auto"), ``attn_implementation`` ("eager" = "reference", "sdpa" =
+    "fast"), ``use_safetensors`` (True: only safetensors files; False: only .bin), ``output_hidden_states``
+    / ``output_attentions`` (the forward defaults), ``low_cpu_mem_usage`` and ``trust_remote_code``
+    (accepted, no effect). ``enhanced_mask_decoder`` (masked-LM) overrides the checkpoint's choice. Any
+    other keyword must be a config field, else it is an error naming the closest known keyword.
     """
+    dtype, device, attention = transformers_load_options(
+        dtype=dtype, torch_dtype=torch_dtype, device=device, device_map=device_map, attention=attention,
+        attn_implementation=attn_implementation, use_safetensors=use_safetensors,
+        low_cpu_mem_usage=low_cpu_mem_usage, trust_remote_code=trust_remote_code)
     device = check_device(device)
     dtype = check_dtype(dtype)
     folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
@@ -363,16 +400,17 @@ def load_model(
     if not config_path.is_file():
         raise CheckpointError(f"no config.json in {folder}; a DeBERTa checkpoint folder needs one.")
     config = DebertaConfig.from_json_file(config_path)
+    check_config_overrides(config_overrides, config)
     if config_overrides:
         if "id2label" in config_overrides and "num_labels" not in config_overrides:
             config_overrides["num_labels"] = len(config_overrides["id2label"])
         config = config.replace(**config_overrides)
     task = task or infer_task(config)
-    weights = find_weight_file(folder)
+    weights = find_weight_file(folder, weight_file_names(use_safetensors))
     state = normalise_keys(read_state_dict(weights))
     warn_non_finite(state, weights)
     check_shapes_against_config(config, task, state, str(weights), ignore_mismatched_sizes)
-    model = build_model(config, task, state)
+    model = build_model(config, task, state, enhanced_mask_decoder)
     load_state(model, state, strict=strict, source=str(weights))
     model.set_attention_implementation(attention)
     torch_dtype = _resolve_dtype(dtype, config)
@@ -384,6 +422,7 @@ def load_model(
     model.name_or_path = str(name_or_path)
     if load_tokenizer:
         model.tokenizer = _try_tokenizer(folder)
+    model.sentence_transformers_settings(read_sentence_transformers_files(folder))
     return model
 
 
@@ -414,7 +453,7 @@ def _try_tokenizer(folder: Path):
 # ----------------------------------------------------------------------------- saving
 def export_state_dict(model: DebertaPreTrained) -> dict[str, torch.Tensor]:
     """The model's weights under transformers' key names, each tensor contiguous and unshared."""
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k not in TIED_KEYS}
 
 
 def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike, *, tokenizer: Any = None) -> Path:
@@ -444,3 +483,4 @@ def save_checkpoint(model: DebertaPreTrained, folder: str | os.PathLike, *, toke
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+

@@ -75,6 +75,8 @@ class DebertaConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.num_labels is None:  # as transformers: the number of id2label entries, else 2
+            self.num_labels = self.labels_count
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -123,6 +125,56 @@ class DebertaConfig:
     @property
     def pooler_size(self) -> int:
         return self.pooler_hidden_size if self.pooler_hidden_size is not None else self.hidden_size
+
+    # ------------------------------------------------------------------ transformers' config attributes
+    # Kept in ``extra`` (so config.json round-trips unchanged) and read with transformers' defaults.
+    @property
+    def architectures(self) -> list[str] | None:
+        return self.extra.get("architectures")
+
+    @property
+    def dtype(self) -> Any:
+        """config.json's ``dtype`` / ``torch_dtype`` as a ``torch.dtype`` (None when not stated)."""
+        name = self.extra.get("dtype") or self.extra.get("torch_dtype")
+        if not name:
+            return None
+        import torch
+
+        found = getattr(torch, str(name).removeprefix("torch."), None)
+        return found if isinstance(found, torch.dtype) else None
+
+    torch_dtype = dtype  # transformers' older name
+
+    @property
+    def name_or_path(self) -> str:
+        return str(self.extra.get("_name_or_path", ""))
+
+    @name_or_path.setter
+    def name_or_path(self, value: str) -> None:
+        self.extra["_name_or_path"] = str(value)
+
+    @property
+    def output_hidden_states(self) -> bool:
+        """Default of the models' ``output_hidden_states`` (a load-time option in transformers)."""
+        return bool(self.extra.get("output_hidden_states", False))
+
+    @output_hidden_states.setter
+    def output_hidden_states(self, value: bool) -> None:
+        self.extra["output_hidden_states"] = bool(value)
+
+    @property
+    def output_attentions(self) -> bool:
+        """Default of the models' ``output_attentions``."""
+        return bool(self.extra.get("output_attentions", False))
+
+    @output_attentions.setter
+    def output_attentions(self, value: bool) -> None:
+        self.extra["output_attentions"] = bool(value)
+
+    @property
+    def tie_word_embeddings(self) -> bool:
+        """The MLM output projection is the word embedding matrix (always so in DeBERTa)."""
+        return bool(self.extra.get("tie_word_embeddings", True))
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -212,6 +264,8 @@ class DebertaConfig:
             value = getattr(self, f.name)
             if value is None and f.name not in ("pad_token_id", "pos_att_type"):
                 continue
+            if f.name == "num_labels" and value == (len(self.id2label) if self.id2label else 2):
+                continue  # implied, as transformers writes it
             if f.name == "id2label":
                 value = {str(k): v for k, v in value.items()}
             out[f.name] = copy.deepcopy(value)

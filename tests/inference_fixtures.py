@@ -185,7 +185,10 @@ def hub_cache_of(folder: Path, cache: Path, repo_id: str, sha: str = "c" * 40) -
     snapshot = repo / "snapshots" / sha
     snapshot.mkdir(parents=True)
     for path in folder.iterdir():
-        shutil.copyfile(path, snapshot / path.name)
+        if path.is_dir():   # e.g. the sentence-transformers 1_Pooling folder
+            shutil.copytree(path, snapshot / path.name)
+        else:
+            shutil.copyfile(path, snapshot / path.name)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(sha)
     return cache

@@ -120,7 +120,7 @@ def test_json_round_trip_with_unknown_keys(tmp_path):
 def test_replace_revalidates():
     config = DebertaConfig.from_dict(variant("v3"))
     assert config.replace(num_labels=7).labels_count == 7
-    assert config.num_labels is None      # replace returns a new config
+    assert config.num_labels == 2         # replace returns a new config (2: the default, as transformers)
     with pytest.raises(ConfigError):
         config.replace(model_type="roberta")
 

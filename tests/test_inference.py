@@ -24,6 +24,7 @@ import fastdeberta  # noqa: E402
 from fastdeberta.inference import (  # noqa: E402
     FeatureExtractionPipeline,
     FillMaskPipeline,
+    SentenceEmbeddingPipeline,
     encode,
     make_batches,
     pipeline,
@@ -216,8 +217,12 @@ def test_encode_input_forms(mlm):
     one = encode(mlm, "The cat sat on the mat.")
     assert one.shape == (d,)
     np.testing.assert_allclose(one, encode(mlm, ["The cat sat on the mat."])[0], atol=1e-6)
+    # no texts: sentence-transformers' empty results; fastdeberta's convert_to keeps the (0, D) shape
     empty = encode(mlm, [])
-    assert isinstance(empty, np.ndarray) and empty.shape == (0, d) and empty.dtype == np.float32
+    assert isinstance(empty, np.ndarray) and empty.shape == (0,)
+    assert isinstance(encode(mlm, [], convert_to_tensor=True), torch.Tensor)
+    assert encode(mlm, [], convert_to_numpy=False) == []
+    assert encode(mlm, [], convert_to="numpy").shape == (0, d)
     assert tuple(encode(mlm, [], convert_to="torch").shape) == (0, d)
     blank = encode(mlm, [""])   # [CLS] [SEP]
     np.testing.assert_allclose(blank[0], reference_embedding(mlm, "", "mean", -1), atol=ATOL)
@@ -225,6 +230,10 @@ def test_encode_input_forms(mlm):
         encode(mlm, ["a", "b", 3])
     with pytest.raises(TypeError):
         encode(mlm, None)
+    with pytest.raises(TypeError, match="dict"):   # iterating would embed its keys
+        encode(mlm, {"a": 1})
+    with pytest.raises(TypeError, match="set"):
+        encode(mlm, {"a", "b"})
     with pytest.raises(ValueError, match="pooling"):
         encode(mlm, ["a"], pooling="sum")
     # tuples and other iterables of str are accepted
@@ -235,16 +244,19 @@ def test_encode_output_types(mlm):
     as_torch = encode(mlm, TEXTS[:3], convert_to="torch")
     assert isinstance(as_torch, torch.Tensor) and as_torch.dtype == torch.float32
     assert isinstance(encode(mlm, TEXTS[:3], convert_to_tensor=True), torch.Tensor)
-    assert isinstance(encode(mlm, TEXTS[:3], convert_to_numpy=False), torch.Tensor)
+    rows = encode(mlm, TEXTS[:3], convert_to_numpy=False)   # sentence-transformers: a list of 1-D tensors
+    assert isinstance(rows, list) and len(rows) == 3 and all(r.shape == (mlm.config.hidden_size,) for r in rows)
     assert isinstance(encode(mlm, TEXTS[:3], convert_to_numpy=True), np.ndarray)
     np.testing.assert_allclose(as_torch.numpy(), encode(mlm, TEXTS[:3]), atol=1e-7)
     with pytest.raises(ValueError, match="convert_to"):
         encode(mlm, ["a"], convert_to="list")
+    with pytest.raises(ValueError, match="output_value"):
+        encode(mlm, ["a"], output_value="pooled")
 
 
 def test_token_embeddings_drop_padding_and_truncation_applies(mlm):
     tok = mlm.tokenizer
-    got = encode(mlm, TEXTS[:6], output_value="token_embeddings", batch_size=3)
+    got = encode(mlm, TEXTS[:6], output_value="token_embeddings", batch_size=3, convert_to="numpy")
     assert isinstance(got, list) and len(got) == 6
     for text, emb in zip(TEXTS[:6], got):
         enc = tok(text, return_tensors="pt")
@@ -253,9 +265,9 @@ def test_token_embeddings_drop_padding_and_truncation_applies(mlm):
         assert emb.shape == ref.shape
         np.testing.assert_allclose(emb, ref, atol=ATOL)
     single = encode(mlm, TEXTS[5], output_value="token_embeddings", max_length=8)
-    assert single.shape == (8, mlm.config.hidden_size)
+    assert isinstance(single, torch.Tensor) and single.shape == (8, mlm.config.hidden_size)  # as sentence-transformers
     short = encode(mlm, [TEXTS[5]], max_length=8)
-    np.testing.assert_allclose(short[0], single.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(short[0], single.mean(dim=0).numpy(), atol=1e-6)
 
 
 def test_encode_keeps_the_training_flag_and_the_public_entry_points_agree(mlm):
@@ -434,14 +446,19 @@ def test_pipeline_factory(mlm, classifier):
     assert len(fm("a [MASK] b")) == 2
     with pytest.raises(ValueError, match="masked-LM"):
         pipeline("fill-mask", model=classifier)
-    for task in ("feature-extraction", "embeddings"):
-        fe = pipeline(task, model=fx.mlm_checkpoint())
-        assert isinstance(fe, FeatureExtractionPipeline) and fe.model.task == "base"
-        np.testing.assert_allclose(fe(TEXTS[:4]), encode(mlm, TEXTS[:4]), atol=ATOL)
-        np.testing.assert_allclose(fe(TEXTS[:4], pooling="cls", normalize=True, layer=1),
+    for task in ("sentence-embeddings", "embeddings"):   # pooled vectors (feature-extraction: per token)
+        se = pipeline(task, model=fx.mlm_checkpoint())
+        assert isinstance(se, SentenceEmbeddingPipeline) and se.model.task == "base"
+        np.testing.assert_allclose(se(TEXTS[:4]), encode(mlm, TEXTS[:4]), atol=ATOL)
+        np.testing.assert_allclose(se(TEXTS[:4], pooling="cls", normalize=True, layer=1),
                                    encode(mlm, TEXTS[:4], pooling="cls", normalize=True, layer=1), atol=ATOL)
-    fe = pipeline("feature-extraction", model=classifier, pooling="max")
-    np.testing.assert_allclose(fe(TEXTS[:3]), encode(classifier, TEXTS[:3], pooling="max"), atol=1e-7)
+    se = pipeline("sentence-embeddings", model=classifier, pooling="max")
+    np.testing.assert_allclose(se(TEXTS[:3]), encode(classifier, TEXTS[:3], pooling="max"), atol=1e-7)
+    fe = pipeline("feature-extraction", model=fx.mlm_checkpoint())
+    assert isinstance(fe, FeatureExtractionPipeline)
+    tokens = encode(mlm, TEXTS[:2], output_value="token_embeddings")
+    for got, want in zip(fe(TEXTS[:2]), tokens):   # transformers' format: (1, L, D) nested lists
+        np.testing.assert_allclose(np.array(got), want.unsqueeze(0).numpy(), atol=ATOL)
     assert fastdeberta.pipeline is pipeline
     with pytest.raises(fastdeberta.ModelNotFoundError):
         pipeline("fill-mask", model="/no/such/folder")
@@ -452,8 +469,8 @@ def test_pipeline_with_an_unreadable_tokenizer_says_how_to_pass_another(tmp_path
     with pytest.raises(ValueError, match=r"bpe_encoder\.bin.*tokenizer=FOLDER_OR_REPO_ID.*pipeline\(\)"):
         pipeline("feature-extraction", model=folder)
     # the way out the message names: the model's own tokenizer files are not read
-    fe = pipeline("feature-extraction", model=folder, tokenizer=fx.mlm_checkpoint())
-    np.testing.assert_allclose(fe(TEXTS[:3]), encode(mlm, TEXTS[:3]), atol=ATOL)
+    se = pipeline("sentence-embeddings", model=folder, tokenizer=fx.mlm_checkpoint())
+    np.testing.assert_allclose(se(TEXTS[:3]), encode(mlm, TEXTS[:3]), atol=ATOL)
 
 
 def test_pipeline_checks_dtype_of_a_loaded_model(mlm):

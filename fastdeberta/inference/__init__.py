@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from .batching import Batch, make_batches, plan_batches, restore_order
-from .embed import POOLING, encode, pool
-from .pipelines import SUPPORTED_TASKS, FeatureExtractionPipeline, FillMaskPipeline, Pipeline, pipeline
+from .embed import POOLING, encode, pool, quantize_embeddings, similarity
+from .pipelines import (
+    SUPPORTED_TASKS,
+    FeatureExtractionPipeline,
+    FillMaskPipeline,
+    Pipeline,
+    SentenceEmbeddingPipeline,
+    pipeline,
+    register_pipeline,
+)
 
 __all__ = [
     "POOLING",
@@ -13,10 +21,14 @@ __all__ = [
     "FeatureExtractionPipeline",
     "FillMaskPipeline",
     "Pipeline",
+    "SentenceEmbeddingPipeline",
     "encode",
     "make_batches",
     "pipeline",
     "plan_batches",
     "pool",
+    "quantize_embeddings",
+    "register_pipeline",
     "restore_order",
+    "similarity",
 ]

@@ -1,15 +1,26 @@
-"""Task pipelines: ``pipeline("fill-mask", model=...)`` and ``pipeline("feature-extraction", ...)``.
+"""Task pipelines with transformers' task names and output formats: ``pipeline(task, model=...)``.
 
-Fill-mask output follows transformers' format: a list of ``{"score", "token", "token_str",
-"sequence"}`` dicts sorted by score for a text with one mask; a list of such lists (one per mask, in
-text order) for a text with several masks; and a list of per-text results for a list of texts.
+* ``fill-mask``: a list of ``{"score", "token", "token_str", "sequence"}`` dicts sorted by score for a
+  text with one mask; a list of such lists (one per mask, in text order) for a text with several
+  masks; a list of per-text results for a list of texts. Scores are the softmax over the model's
+  whole output vocabulary at the mask position. With several masks each is predicted independently
+  from the same forward pass and ``sequence`` is, as in transformers, the whole input with only that
+  mask filled, special tokens shown (``[CLS] ... [MASK] ... [SEP]``).
+  Unlike transformers: special tokens ([PAD], [CLS], [SEP], [UNK], [MASK]) and the unused rows some
+  checkpoints pad their output matrix with are not offered as candidates unless named in
+  ``targets`` (their probability mass still counts); ``top_k`` above the number of candidates
+  returns them all (transformers raises); a target word is scored by its word-initial piece
+  (``"cat"`` -> ``"▁cat"``, the piece the model predicts for a word after a space) where transformers
+  takes the bare piece ``"cat"`` (a word-internal continuation) when the vocabulary has one; a
+  target written with its marker (``"▁cat"``) or any other exact vocabulary piece is taken as is.
+* ``feature-extraction``: per-token features of the last layer, as transformers: for each text a
+  nested list of shape (1, L, D) (``return_tensors=True``: a tensor), special tokens included.
+* ``sentence-embeddings`` (alias ``embeddings``): one pooled vector per text from :func:`encode`
+  (sentence-transformers style); a numpy array (D,) for a text, (N, D) for a list.
+* text-classification, token-classification, question-answering, zero-shot-classification: see
+  :mod:`fastdeberta.inference.task_pipelines`.
 
-Scores are the softmax over the model's whole output vocabulary at the mask position (as in
-transformers). Unlike transformers, the special tokens ([PAD], [CLS], [SEP], [UNK], [MASK]) and the
-unused rows some checkpoints pad their output matrix with (ids past the tokenizer's vocabulary) are
-not offered as candidates, unless named in ``targets``; their probability mass still counts in the
-softmax. With several masks, each mask is predicted independently from the same forward pass, and
-``sequence`` fills only that mask (the others stay as the mask token).
+New tasks register with :func:`register_pipeline`.
 """
 
 from __future__ import annotations
@@ -21,10 +32,39 @@ from typing import Any
 
 import torch
 
+from ..errors import InputTypeError, InvalidInputError
 from .batching import make_batches
-from .embed import _check_texts, default_max_length, encode, resolve_tokenizer, tokenize_texts
+from .embed import _check_texts, default_max_length, encode, resolve_tokenizer
 
-__all__ = ["SUPPORTED_TASKS", "FeatureExtractionPipeline", "FillMaskPipeline", "Pipeline", "pipeline"]
+__all__ = ["SUPPORTED_TASKS", "FeatureExtractionPipeline", "FillMaskPipeline", "Pipeline",
+           "SentenceEmbeddingPipeline", "pipeline", "register_pipeline"]
+
+TOKENIZER_KWARGS = ("truncation", "max_length")
+
+
+def pipeline_device(device: Any) -> Any:
+    """transformers' pipeline ``device``: -1 = CPU, an int >= 0 = that CUDA device, a name or torch.device."""
+    if isinstance(device, bool):
+        raise InputTypeError(f"device must be an int, a device name or a torch.device, got {device!r}")
+    if isinstance(device, int):
+        if device < -1:
+            raise InvalidInputError(f"device {device} is not a device: use -1 for the CPU or a CUDA index >= 0")
+        return "cpu" if device == -1 else f"cuda:{device}"
+    return device
+
+
+def _tokenizer_options(tokenizer_kwargs: dict[str, Any] | None, default_length: int) -> int | None:
+    """transformers' ``tokenizer_kwargs`` -> the truncation length (None: no truncation)."""
+    options = dict(tokenizer_kwargs or {})
+    unknown = [k for k in options if k not in TOKENIZER_KWARGS]
+    if unknown:
+        raise InvalidInputError(f"tokenizer_kwargs {unknown} are not supported here; accepted: {TOKENIZER_KWARGS}")
+    if options.get("truncation", True) is False:
+        return None
+    length = options.get("max_length", default_length)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+        raise InvalidInputError(f"tokenizer_kwargs max_length must be an int >= 2, got {length!r}")
+    return length
 
 
 class Pipeline:
@@ -34,6 +74,11 @@ class Pipeline:
     load_task: str | None = None     # the model task to load a checkpoint for
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None):
+        if model is None or not hasattr(model, "parameters"):
+            raise InputTypeError(
+                f"{self.task or 'this'} pipeline needs a model: a folder, a Hub repo id or a loaded fastdeberta "
+                f"model, got {type(model).__name__}")
+        device = pipeline_device(device)
         if device is not None:
             from ..checkpoint import check_device
 
@@ -53,18 +98,19 @@ class FillMaskPipeline(Pipeline):
     load_task = "masked-lm"
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, top_k: int = 5,
-                 batch_size: int = 8, max_length: int | None = None):
+                 batch_size: int = 8, max_length: int | None = None, tokenizer_kwargs: dict[str, Any] | None = None):
         if getattr(model, "task", None) != "masked-lm":
-            raise ValueError(
+            raise InvalidInputError(
                 f"fill-mask needs a masked-LM model, got {type(model).__name__} (task {getattr(model, 'task', None)!r}); "
                 "load it with fastdeberta.from_pretrained(path, task='masked-lm') or pass the path instead."
             )
         super().__init__(model, tokenizer, device)
         if self.tokenizer.mask_token_id is None:
-            raise ValueError("this tokenizer has no mask token; fill-mask needs one")
+            raise InvalidInputError("this tokenizer has no mask token; fill-mask needs one")
         self.top_k = top_k
         self.batch_size = batch_size
         self.max_length = max_length
+        self.tokenizer_kwargs = tokenizer_kwargs
 
     # -- candidates -------------------------------------------------------------------------------
     def _excluded_ids(self, vocab: int) -> torch.Tensor:
@@ -79,14 +125,20 @@ class FillMaskPipeline(Pipeline):
         return excluded
 
     def target_ids(self, targets: str | Sequence[str]) -> list[int]:
-        """The first token id of each target word (warns when a target is split into several tokens)."""
+        """The id of each target: an exact vocabulary piece with its word marker (``"▁cat"``) or a
+        special token as is; otherwise the first token of the word as the tokenizer splits it (warns
+        when it is split into several)."""
         if isinstance(targets, str):
             targets = [targets]
+        vocab = self.tokenizer.get_vocab()
+        special = set(self.tokenizer.all_special_tokens)
         ids: list[int] = []
         for target in targets:
             if not isinstance(target, str):
-                raise TypeError(f"targets must be strings, got {type(target).__name__}: {target!r}")
-            pieces = self.tokenizer(target, add_special_tokens=False, truncation=False)["input_ids"]
+                raise InputTypeError(f"targets must be strings, got {type(target).__name__}: {target!r}")
+            exact = vocab.get(target) if (target in special or target.startswith(("▁", "Ġ"))) else None
+            pieces = [exact] if exact is not None else \
+                self.tokenizer(target, add_special_tokens=False, truncation=False)["input_ids"]
             if not pieces:
                 warnings.warn(f"target {target!r} encodes to no token; it is ignored", stacklevel=3)
                 continue
@@ -100,33 +152,42 @@ class FillMaskPipeline(Pipeline):
             if pieces[0] not in ids:
                 ids.append(int(pieces[0]))
         if not ids:
-            raise ValueError(f"none of the targets {list(targets)} maps to a token")
+            raise InvalidInputError(f"none of the targets {list(targets)} maps to a token")
         return ids
 
     # -- running ----------------------------------------------------------------------------------
+    def _tokenize(self, texts: list[str], tokenizer_kwargs: dict[str, Any] | None) -> list[list[int]]:
+        """Ids of each text; every mask must survive truncation (else an error names the text)."""
+        tok = self.tokenizer
+        limit = self.max_length or default_max_length(self.model, tok)
+        length = _tokenizer_options(tokenizer_kwargs if tokenizer_kwargs is not None else self.tokenizer_kwargs, limit)
+        full = [list(map(int, ids)) for ids in tok(texts, truncation=False, padding=False)["input_ids"]]
+        sequences = [ids if length is None or len(ids) <= length else
+                     list(map(int, tok(text, truncation=True, max_length=length)["input_ids"]))
+                     for text, ids in zip(texts, full)]
+        for text, whole, kept in zip(texts, full, sequences):
+            total, left = whole.count(tok.mask_token_id), kept.count(tok.mask_token_id)
+            if total == 0:
+                raise InvalidInputError(f"no mask token in {text!r:.200}; write {tok.mask_token!r} where a word "
+                                        "should be predicted")
+            if left < total:
+                raise InvalidInputError(
+                    f"{total - left} of the {total} mask tokens in {text!r:.120} lie past the first {length} tokens "
+                    f"(the text has {len(whole)}) and would be cut off; shorten or split the text")
+        return sequences
+
     def __call__(self, inputs: str | Sequence[str], top_k: int | None = None,
-                 targets: str | Sequence[str] | None = None, batch_size: int | None = None) -> list:
+                 targets: str | Sequence[str] | None = None, batch_size: int | None = None,
+                 tokenizer_kwargs: dict[str, Any] | None = None) -> list:
         texts, single = _check_texts(inputs)
         top_k = self.top_k if top_k is None else top_k
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-        tok = self.tokenizer
-        mask_id = tok.mask_token_id
-        max_length = self.max_length or default_max_length(self.model, tok)
-        sequences = tokenize_texts(tok, texts, max_length)
-        for text, ids in zip(texts, sequences):
-            if mask_id not in ids:
-                if tok.mask_token in text:
-                    raise ValueError(
-                        f"the mask token in {text!r:.200} lies past the first {max_length} tokens and was cut "
-                        "off; shorten the text"
-                    )
-                raise ValueError(f"no mask token in {text!r:.200}; write {tok.mask_token!r} where a word should "
-                                 "be predicted")
+            raise InvalidInputError(f"top_k must be a positive int, got {top_k!r}")
         if not texts:
             return []
+        sequences = self._tokenize(texts, tokenizer_kwargs)
         candidate_ids = self.target_ids(targets) if targets is not None else None
-
+        tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         results: list[Any] = [None] * len(texts)
         with torch.inference_mode():
@@ -135,40 +196,69 @@ class FillMaskPipeline(Pipeline):
                 logits = self.model(**inputs_.model_inputs()).logits                    # (B, L, V)
                 for row, i in enumerate(batch.indices):
                     ids = sequences[i]
-                    positions = [p for p, t in enumerate(ids) if t == mask_id]
+                    positions = [p for p, t in enumerate(ids) if t == tok.mask_token_id]
                     probs = logits[row, positions].float().softmax(dim=-1).cpu()          # (M, V)
-                    results[i] = [self._top(ids, pos, probs[m], top_k, candidate_ids)
+                    results[i] = [self._top(ids, pos, probs[m], top_k, candidate_ids, len(positions) == 1)
                                   for m, pos in enumerate(positions)]
         outputs = [r[0] if len(r) == 1 else r for r in results]
         return outputs[0] if single else outputs
 
     def _top(self, ids: list[int], position: int, probs: torch.Tensor, top_k: int,
-             candidate_ids: list[int] | None) -> list[dict[str, Any]]:
+             candidate_ids: list[int] | None, single_mask: bool) -> list[dict[str, Any]]:
         if candidate_ids is not None:
             cand = torch.tensor(candidate_ids, dtype=torch.long)
-            scores = probs[cand]
-            k = min(top_k, len(candidate_ids))
-            values, order = scores.topk(k)
+            values, order = probs[cand].topk(min(top_k, len(candidate_ids)))
             chosen = cand[order]
         else:
             masked = probs.masked_fill(self._excluded_ids(probs.shape[0]), -1.0)
-            k = min(top_k, int((masked >= 0).sum()))
-            values, chosen = masked.topk(k)
-        drop = {self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id}
+            values, chosen = masked.topk(min(top_k, int((masked >= 0).sum())))
+        pad = self.tokenizer.pad_token_id
         out = []
         for score, token in zip(values.tolist(), chosen.tolist()):
-            filled = list(ids)
+            filled = [t for t in ids if t != pad]
             filled[position] = token
-            sequence = self.tokenizer.decode([t for t in filled if t not in drop])
+            # transformers: special tokens hidden for one mask, shown for several (so the others stay visible)
+            sequence = self.tokenizer.decode(filled, skip_special_tokens=single_mask)
             out.append({"score": float(score), "token": int(token),
                         "token_str": self.tokenizer.decode([token]), "sequence": sequence})
         return out
 
 
 class FeatureExtractionPipeline(Pipeline):
-    """``fe(texts, pooling="mean", normalize=False, layer=-1, ...)`` -> :func:`encode` result (numpy)."""
+    """``fe(texts)`` -> per-token last-layer features, transformers' format: (1, L, D) nested lists per
+    text (``return_tensors=True``: float32 tensors). Texts are truncated to the model's limit unless
+    ``tokenize_kwargs={"truncation": False}``."""
 
     task = "feature-extraction"
+    load_task = "base"
+
+    def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int = 8,
+                 tokenize_kwargs: dict[str, Any] | None = None, return_tensors: bool = False):
+        super().__init__(model, tokenizer, device)
+        self.batch_size = batch_size
+        self.tokenize_kwargs = tokenize_kwargs
+        self.return_tensors = return_tensors
+
+    def __call__(self, inputs: str | Sequence[str], tokenize_kwargs: dict[str, Any] | None = None,
+                 return_tensors: bool | None = None, truncation: bool | None = None,
+                 batch_size: int | None = None) -> Any:
+        texts, single = _check_texts(inputs)
+        options = dict(self.tokenize_kwargs or {}, **(tokenize_kwargs or {}))
+        if truncation is not None:
+            options["truncation"] = truncation
+        length = _tokenizer_options(options, default_max_length(self.model, self.tokenizer))
+        tokens = encode(self.model, texts, tokenizer=self.tokenizer, output_value="token_embeddings",
+                        batch_size=batch_size or self.batch_size, max_length=length or 1 << 30,
+                        convert_to="torch") if texts else []
+        as_tensors = self.return_tensors if return_tensors is None else return_tensors
+        out = [t.unsqueeze(0) if as_tensors else t.unsqueeze(0).tolist() for t in tokens]     # (1, L, D) each
+        return out[0] if single else out
+
+
+class SentenceEmbeddingPipeline(Pipeline):
+    """``se(texts, pooling="mean", normalize=False, layer=-1, ...)`` -> :func:`encode` result (numpy)."""
+
+    task = "sentence-embeddings"
     load_task = "base"
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, **encode_defaults: Any):
@@ -178,22 +268,36 @@ class FeatureExtractionPipeline(Pipeline):
     def __call__(self, texts: str | Sequence[str], **kwargs: Any):
         options = dict(self.encode_defaults)
         options.update(kwargs)
-        options.setdefault("convert_to", "numpy")
+        if not any(k in options for k in ("convert_to", "convert_to_numpy", "convert_to_tensor")):
+            options["convert_to"] = "numpy"
         return encode(self.model, texts, tokenizer=self.tokenizer, **options)
 
 
-SUPPORTED_TASKS: dict[str, type[Pipeline]] = {
-    "fill-mask": FillMaskPipeline,
-    "feature-extraction": FeatureExtractionPipeline,
-    "embeddings": FeatureExtractionPipeline,
-}
-
+SUPPORTED_TASKS: dict[str, type[Pipeline]] = {}
 # keyword arguments that go to the pipeline object; everything else goes to fastdeberta.from_pretrained
-_PIPELINE_KWARGS = {
-    FillMaskPipeline: ("top_k", "batch_size", "max_length"),
-    FeatureExtractionPipeline: ("batch_size", "pooling", "layer", "normalize", "max_length", "max_tokens",
-                                "show_progress_bar", "output_value"),
-}
+_PIPELINE_KWARGS: dict[type[Pipeline], tuple[str, ...]] = {}
+
+
+def register_pipeline(task: str, cls: type[Pipeline], kwargs: tuple[str, ...], aliases: tuple[str, ...] = ()) -> None:
+    """Make ``pipeline(task)`` (and each alias) build ``cls``; ``kwargs`` are the keywords of
+    ``pipeline()`` that go to ``cls`` (the rest go to fastdeberta.from_pretrained)."""
+    for name in (task, *aliases):
+        SUPPORTED_TASKS[name] = cls
+    _PIPELINE_KWARGS[cls] = tuple(kwargs)
+
+
+register_pipeline("fill-mask", FillMaskPipeline, ("top_k", "batch_size", "max_length", "tokenizer_kwargs"))
+register_pipeline("feature-extraction", FeatureExtractionPipeline, ("batch_size", "tokenize_kwargs", "return_tensors"))
+register_pipeline("sentence-embeddings", SentenceEmbeddingPipeline,
+                  ("batch_size", "pooling", "layer", "normalize", "max_length", "max_tokens", "show_progress_bar",
+                   "output_value", "prompt", "prompt_name", "precision", "truncate_dim", "normalize_embeddings"),
+                  aliases=("embeddings",))
+
+# the task pipelines (classification, NER, QA, zero-shot) subclass Pipeline, so they load after it
+from .task_pipelines import TASK_PIPELINE_KWARGS, TASK_PIPELINES  # noqa: E402
+
+SUPPORTED_TASKS.update(TASK_PIPELINES)
+_PIPELINE_KWARGS.update(TASK_PIPELINE_KWARGS)
 
 PIPELINE_TOKENIZER_HINT = (
     "To use another tokenizer, pass tokenizer=FOLDER_OR_REPO_ID (or a fastdeberta.Tokenizer) to pipeline(); "
@@ -204,24 +308,48 @@ PIPELINE_TOKENIZER_HINT = (
 _HUB_KWARGS = ("cache_dir", "local_files_only", "token")
 
 
-def pipeline(task: str, model: Any, tokenizer: Any = None, device: Any = None, dtype: Any = None,
-             revision: str | None = None, **kwargs: Any) -> Pipeline:
-    """Build a pipeline for ``task`` ("fill-mask", "feature-extraction" or its alias "embeddings").
+def _check_pipeline_kwargs(task: str, cls: type[Pipeline], kwargs: dict[str, Any], loading: bool) -> None:
+    """Refuse keywords that neither the pipeline nor (when it loads the model) from_pretrained knows."""
+    from dataclasses import fields
+
+    from ..compat import CONFIG_ATTRIBUTES, LOAD_KEYWORDS, check_known_keywords
+    from ..config import DebertaConfig
+
+    known = list(_PIPELINE_KWARGS[cls]) + list(_HUB_KWARGS)
+    if loading:
+        known += [k for k in LOAD_KEYWORDS if k != "task"] + list(CONFIG_ATTRIBUTES)
+        known += [f.name for f in fields(DebertaConfig) if f.name != "extra"]
+    check_known_keywords(kwargs, known, f"pipeline({task!r})")
+
+
+def pipeline(task: str, model: Any = None, tokenizer: Any = None, device: Any = None, dtype: Any = None,
+             revision: str | None = None, torch_dtype: Any = None, **kwargs: Any) -> Pipeline:
+    """Build a pipeline for ``task`` (see :data:`SUPPORTED_TASKS`).
 
     ``model`` is a folder, a Hub repo id or an already loaded fastdeberta model; ``tokenizer`` a
-    :class:`~fastdeberta.Tokenizer` or a folder / repo id (default: the model's own). Keyword arguments
-    that the pipeline understands (``top_k``, ``batch_size``, ``pooling``, ...) become its defaults;
-    the rest (``cache_dir``, ``local_files_only``, ``attention``, ...) go to ``fastdeberta.from_pretrained``;
-    ``revision``, ``cache_dir``, ``local_files_only`` and ``token`` also apply to a tokenizer given by name.
+    :class:`~fastdeberta.Tokenizer` or a folder / repo id (default: the model's own). ``device`` as in
+    transformers: -1 (CPU), a CUDA index, a name or a torch.device; ``torch_dtype`` is an alias of
+    ``dtype``. Keyword arguments the pipeline understands (``top_k``, ``batch_size``, ...) become its
+    defaults; the rest (``cache_dir``, ``local_files_only``, ``attn_implementation``, config fields, ...)
+    go to ``fastdeberta.from_pretrained``; an unknown keyword is an error naming the closest known one.
     """
     if task not in SUPPORTED_TASKS:
-        raise ValueError(f"unknown pipeline task {task!r}; supported tasks: {', '.join(SUPPORTED_TASKS)}")
+        raise InvalidInputError(f"unknown pipeline task {task!r}; supported tasks: {', '.join(SUPPORTED_TASKS)}")
     cls = SUPPORTED_TASKS[task]
+    if model is None:
+        raise InputTypeError(f"pipeline({task!r}) needs model=: a checkpoint folder, a Hub repo id or a loaded "
+                             "fastdeberta model (there is no default model per task)")
+    if torch_dtype is not None:
+        if dtype is not None and dtype != torch_dtype:
+            raise InvalidInputError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one of them")
+        dtype = torch_dtype
+    device = pipeline_device(device)
+    loading = isinstance(model, (str, os.PathLike))
+    _check_pipeline_kwargs(task, cls, kwargs, loading)
     own = {k: kwargs.pop(k) for k in list(kwargs) if k in _PIPELINE_KWARGS[cls]}
-    # where to find files on the Hub / in the cache: for the model and for a tokenizer given by name
     hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
     tokenizer_by_name = isinstance(tokenizer, (str, os.PathLike))
-    if isinstance(model, (str, os.PathLike)):
+    if loading:
         from ..checkpoint import TokenizerLoadError, load_model
 
         try:
@@ -234,10 +362,13 @@ def pipeline(task: str, model: Any, tokenizer: Any = None, device: Any = None, d
 
         unused = sorted(k for k in kwargs if not (tokenizer_by_name and k in _HUB_KWARGS))
         if unused:
-            raise TypeError(f"unexpected keyword arguments for an already loaded model: {unused}")
-        torch_dtype = check_dtype(dtype)
-        if isinstance(torch_dtype, torch.dtype):  # "auto" and None keep a loaded model as it is
-            model.to(torch_dtype)
+            raise InputTypeError(f"unexpected keyword arguments for an already loaded model: {unused}")
+        if not hasattr(model, "parameters"):
+            raise InputTypeError(f"model must be a folder, a Hub repo id or a loaded fastdeberta model, got "
+                                 f"{type(model).__name__}: {model!r:.80}")
+        torch_dtype_ = check_dtype(dtype)
+        if isinstance(torch_dtype_, torch.dtype):  # "auto" and None keep a loaded model as it is
+            model.to(torch_dtype_)
     if tokenizer_by_name:
         from ..tokenizer import Tokenizer
 

@@ -31,18 +31,32 @@ from .outputs import (
     TokenClassifierOutput,
 )
 
+# The legacy MLM head's decoder is the word embedding matrix and the head bias under a second name, as in
+# transformers: present in state_dict() (so load_state_dict(strict=True) works both ways), left out of files.
+TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
 
 class DebertaPreTrained(nn.Module):
     """Shared behaviour: initialisation, saving, attention implementation switch, embeddings API."""
 
     task: str = "base"
     hf_suffix: str = "Model"
+    main_input_name = "input_ids"
 
     def __init__(self, config: DebertaConfig):
         super().__init__()
         self.config = config
         self.tokenizer: Any = None          # set by fastdeberta.from_pretrained when vocab files exist
         self.name_or_path: str | None = None
+        # sentence-transformers settings: read from and written to its folder files (fastdeberta.compat)
+        self.prompts: dict[str, str] = {}
+        self.default_prompt_name: str | None = None
+        self.similarity_fn_name: str | None = None     # None: "cosine" when similarity() is called
+        self.pooling = "mean"
+        self.normalize_embeddings = False
+        self.truncate_dim: int | None = None
+        self.include_prompt = True      # prompt tokens are pooled too (False is not supported by encode)
+        self._max_seq_length: int | None = None
 
     def init_weights(self) -> None:
         std = self.config.initializer_range
@@ -82,6 +96,56 @@ class DebertaPreTrained(nn.Module):
         for layer in self.base_model.encoder.layer:
             layer.attention.self.implementation = name
 
+    # ------------------------------------------------------------------ transformers' embeddings API
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def set_input_embeddings(self, embeddings: nn.Embedding) -> None:
+        self.base_model.embeddings.word_embeddings = embeddings
+        self.tie_weights()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        """The output projection onto the vocabulary (masked-LM only; None for other models)."""
+        return None
+
+    def tie_weights(self) -> None:
+        """Re-tie output projections to the word embeddings (after replacing either)."""
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """Grow or shrink the vocabulary to ``new_num_tokens`` rows (rounded up to a multiple of
+        ``pad_to_multiple_of``); kept rows keep their values. New rows (and masked-LM bias entries) are
+        the mean of the old ones, as transformers' ``mean_resizing`` does (it adds noise of ~1e-5 of
+        their spread; here they are exactly the mean), or initialised as in training with
+        ``mean_resizing=False``. Updates ``config.vocab_size``; returns the new embedding module."""
+        old = self.get_input_embeddings()
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return old
+        size = old.num_embeddings if new_num_tokens is None else new_num_tokens
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInputError(f"new_num_tokens must be a positive int, got {new_num_tokens!r}")
+        if pad_to_multiple_of is not None:
+            if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+                raise InvalidInputError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
+            size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+        new = nn.Embedding(size, old.embedding_dim, padding_idx=old.padding_idx,
+                           device=old.weight.device, dtype=old.weight.dtype)
+        init_weights(new, self.config.initializer_range)
+        kept = min(size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:kept] = old.weight[:kept]
+            if mean_resizing and size > kept:
+                new.weight[kept:] = old.weight.float().mean(dim=0).to(old.weight.dtype)
+        new.weight.requires_grad_(old.weight.requires_grad)
+        self.base_model.embeddings.word_embeddings = new
+        self._resize_output_bias(size, mean_resizing)
+        self.config.vocab_size = size
+        self.tie_weights()
+        return new
+
+    def _resize_output_bias(self, size: int, mean_resizing: bool) -> None:
+        """Models with a vocabulary-sized output bias resize it here (masked-LM)."""
+
     def gradient_checkpointing_enable(self) -> None:
         self.base_model.encoder.gradient_checkpointing = True
 
@@ -98,7 +162,16 @@ class DebertaPreTrained(nn.Module):
         from ..checkpoint import save_checkpoint
 
         tokenizer = self.tokenizer if save_tokenizer and hasattr(self.tokenizer, "save_pretrained") else None
-        return save_checkpoint(self, folder, tokenizer=tokenizer)   # all files or none replaced
+        folder = save_checkpoint(self, folder, tokenizer=tokenizer)   # all files or none replaced
+        if tokenizer is not None:   # sentence-transformers loads a folder with a tokenizer: SentenceTransformer(folder)
+            from ..compat import write_sentence_transformers_files
+
+            write_sentence_transformers_files(
+                folder, hidden_size=self.config.hidden_size, max_seq_length=self.max_seq_length,
+                pooling=self.pooling, normalize=self.normalize_embeddings, prompts=self.prompts,
+                default_prompt_name=self.default_prompt_name, similarity_fn_name=self.similarity_fn_name,
+                include_prompt=self.include_prompt)
+        return folder
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
@@ -106,11 +179,53 @@ class DebertaPreTrained(nn.Module):
 
         return load_model(name_or_path, task=cls.task, **kwargs)
 
-    def encode(self, texts, **kwargs: Any):
+    def encode(self, texts=None, **kwargs: Any):
         """Sentence embeddings, sentence-transformers style; see ``fastdeberta.inference.encode``."""
         from ..inference.embed import encode
 
         return encode(self, texts, **kwargs)
+
+    # ------------------------------------------------------------------ sentence-transformers' model API
+    def sentence_transformers_settings(self, settings: dict[str, Any]) -> None:
+        """Apply what a sentence-transformers folder says (prompts, pooling, normalize, similarity, length)."""
+        for name in ("prompts", "default_prompt_name", "similarity_fn_name", "pooling", "normalize", "include_prompt"):
+            if name in settings:
+                setattr(self, "normalize_embeddings" if name == "normalize" else name, settings[name])
+        if "max_seq_length" in settings:
+            self._max_seq_length = settings["max_seq_length"]
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens by ``encode`` (default: the tokenizer's limit,
+        capped by absolute position tables); assignable, as in sentence-transformers."""
+        if self._max_seq_length is not None:
+            return self._max_seq_length
+        from ..inference.embed import default_max_length
+
+        tokenizer = self.tokenizer if self.tokenizer is not None else object()
+        return default_max_length(self.base_model, tokenizer)
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidInputError(f"max_seq_length must be a positive int (or None for the default), got {value!r}")
+        self._max_seq_length = value
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Length of the vectors ``encode`` returns (``truncate_dim`` when set, else hidden_size)."""
+        return self.truncate_dim or self.config.hidden_size
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """(N, D) x (M, D) -> (N, M) scores with ``similarity_fn_name`` (cosine by default)."""
+        from ..inference.embed import similarity
+
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine")
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """(N, D) x (N, D) -> (N,) scores of each row with the same row of the other."""
+        from ..inference.embed import similarity
+
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine", pairwise=True)
 
 
 class DebertaModel(DebertaPreTrained):
@@ -122,9 +237,6 @@ class DebertaModel(DebertaPreTrained):
         self.encoder = DebertaEncoder(config)
         self.init_weights()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
     def features(
         self,
         input_ids: torch.Tensor | None = None,
@@ -132,10 +244,15 @@ class DebertaModel(DebertaPreTrained):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> tuple[EncoderOutput, torch.Tensor]:
-        """Run embeddings + encoder; returns the encoder output and the position ids used."""
+        """Run embeddings + encoder; returns the encoder output and the position ids used.
+        ``output_hidden_states`` / ``output_attentions`` None: the config's value (a load-time option)."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
         words = self.embeddings.word_embeddings.weight
         checked = check_inputs(self.config, words.device, words.dtype, input_ids, attention_mask, token_type_ids,
                                position_ids, inputs_embeds)
@@ -146,7 +263,7 @@ class DebertaModel(DebertaPreTrained):
         return out, checked.position_ids
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states: bool = False, output_attentions: bool = False,
+                inputs_embeds=None, output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool = True, **unused: Any) -> BaseModelOutput:
         out, _ = self.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                output_hidden_states, output_attentions)
@@ -184,6 +301,36 @@ class DebertaForMaskedLM(DebertaPreTrained):
         else:
             self.lm_predictions = LMHead(config)
         self.init_weights()
+        self.tie_weights()   # after init: initialising the tied decoder would overwrite the embeddings
+
+    def tie_weights(self) -> None:
+        """Legacy layout: ``cls.predictions.decoder`` = word embeddings + head bias (the same tensors)."""
+        if self.head_layout != "legacy":
+            return
+        words = self.deberta.embeddings.word_embeddings.weight
+        decoder = nn.Linear(words.shape[1], words.shape[0], device="meta")
+        decoder.weight, decoder.bias = words, self.cls.predictions.bias
+        self.cls.predictions.decoder = decoder
+
+    def get_output_embeddings(self) -> nn.Linear:
+        """The vocabulary projection: a Linear sharing the word embeddings and the head bias."""
+        if self.head_layout == "legacy":
+            return self.cls.predictions.decoder
+        words = self.deberta.embeddings.word_embeddings.weight
+        decoder = nn.Linear(words.shape[1], words.shape[0], device="meta")   # not registered: no extra keys
+        decoder.weight, decoder.bias = words, self.lm_predictions.lm_head.bias
+        return decoder
+
+    def _resize_output_bias(self, size: int, mean_resizing: bool) -> None:
+        head = self.cls.predictions if self.head_layout == "legacy" else self.lm_predictions.lm_head
+        old = head.bias
+        new = torch.zeros(size, device=old.device, dtype=old.dtype)
+        kept = min(size, old.shape[0])
+        with torch.no_grad():
+            new[:kept] = old[:kept]
+            if mean_resizing and size > kept:
+                new[kept:] = old.float().mean().to(old.dtype)
+        head.bias = nn.Parameter(new, requires_grad=old.requires_grad)
 
     def export_config(self) -> DebertaConfig:
         return self.config.replace(architectures=[self.hf_architecture], legacy=self.head_layout == "legacy")
@@ -209,8 +356,8 @@ class DebertaForMaskedLM(DebertaPreTrained):
         return query
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
-                output_attentions: bool = False, return_dict: bool = True, **unused: Any) -> MaskedLMOutput:
+                inputs_embeds=None, labels=None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool = True, **unused: Any) -> MaskedLMOutput:
         out, position_ids = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids,
                                                   inputs_embeds, output_hidden_states, output_attentions)
         logits = self.head(self.decoder_states(out, position_ids))               # (B, L, V)
@@ -245,8 +392,8 @@ class DebertaForSequenceClassification(DebertaPreTrained):
         return problem == "single_label_classification" or labels.dim() == 1 or labels.shape[-1] == 1
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
-                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+                inputs_embeds=None, labels=None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool = True, **unused: Any):
         out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                        output_hidden_states, output_attentions)
         logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state)))   # (B, num_labels)
@@ -273,8 +420,8 @@ class DebertaForTokenClassification(DebertaPreTrained):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
-                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+                inputs_embeds=None, labels=None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool = True, **unused: Any):
         out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                        output_hidden_states, output_attentions)
         logits = self.classifier(self.dropout(out.last_hidden_state))            # (B, L, num_labels)
@@ -299,7 +446,7 @@ class DebertaForQuestionAnswering(DebertaPreTrained):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None,
-                output_hidden_states: bool = False, output_attentions: bool = False,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool = True, **unused: Any):
         out, _ = self.deberta.features(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                        output_hidden_states, output_attentions)
@@ -336,8 +483,8 @@ class DebertaForMultipleChoice(DebertaPreTrained):
         self.init_weights()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_hidden_states: bool = False,
-                output_attentions: bool = False, return_dict: bool = True, **unused: Any):
+                inputs_embeds=None, labels=None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool = True, **unused: Any):
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None or as_tensor("input_ids" if input_ids is not None else "inputs_embeds", ref).dim() < 3:
             raise InvalidInputError("multiple choice expects inputs of shape (batch, num_choices, sequence)")
