@@ -7,3 +7,8 @@ from .optim import lr_schedule, param_groups
 
 __all__ = ["TrainOutput", "Trainer", "TrainingArguments", "lr_schedule", "mask_tokens", "param_groups",
            "resolve_precision", "special_ids_of", "train_mlm"]
+
+# fine-tuning: LoRA adapters (the tasks themselves live in fastdeberta.tasks)
+from .lora import LoraConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters  # noqa: E402
+
+__all__ += ["LoraConfig", "add_lora", "load_lora", "merge_lora", "save_lora", "trainable_parameters"]
