@@ -106,14 +106,9 @@ def _with_surrogates(text: str, insertions: list[tuple[int, str]]) -> str:
     return text
 
 
-@PROPERTY
-@given(text=st.text(max_size=40), insertions=st.lists(st.tuples(st.integers(0, 100), SURROGATES), max_size=2))
-def test_random_unicode_ids_equal_sentencepiece_or_documented_error(unigram, text, insertions):
-    """Any text: either ids equal sentencepiece's own encode (both code paths) or UnencodableTextError
-    at the first surrogate -- never another exception."""
-    tok, sp = unigram
-    text = _with_surrogates(text, insertions)
-    assume(not any(special in text for special in tok.all_special_tokens))
+def _ids_equal_sentencepiece_or_documented_error(tok, sp, text: str) -> None:
+    """Either ids equal sentencepiece's own encode (both code paths) or UnencodableTextError at the
+    first surrogate -- never another exception."""
     first_bad = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
     for offsets in (False, True):
         try:
@@ -125,6 +120,70 @@ def test_random_unicode_ids_equal_sentencepiece_or_documented_error(unigram, tex
         assert enc["input_ids"] == sp.encode(text)
         if offsets:
             assert all(0 <= s <= e <= len(text) for s, e in enc["offset_mapping"])
+
+
+@PROPERTY
+@given(text=st.text(max_size=40), insertions=st.lists(st.tuples(st.integers(0, 100), SURROGATES), max_size=2))
+def test_random_unicode_ids_equal_sentencepiece_or_documented_error(unigram, text, insertions):
+    tok, sp = unigram
+    text = _with_surrogates(text, insertions)
+    assume(not any(special in text for special in tok.all_special_tokens))
+    _ids_equal_sentencepiece_or_documented_error(tok, sp, text)
+
+
+@pytest.mark.slow
+@settings(derandomize=True, max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(max_size=200), insertions=st.lists(st.tuples(st.integers(0, 400), SURROGATES), max_size=3))
+def test_random_unicode_long_profile(unigram, text, insertions):
+    """The same property on more and longer texts (run with ``-m slow``)."""
+    tok, sp = unigram
+    text = _with_surrogates(text, insertions)
+    assume(not any(special in text for special in tok.all_special_tokens))
+    _ids_equal_sentencepiece_or_documented_error(tok, sp, text)
+
+
+@PROPERTY
+@given(
+    texts=st.lists(st.text(max_size=60), min_size=1, max_size=4),
+    max_length=st.integers(3, 20),
+    stride=st.integers(0, 4),
+    side=st.sampled_from(["right", "left"]),
+)
+def test_random_overflowing_windows_cover_the_text(unigram, texts, max_length, stride, side):
+    """Any batch cut into overflowing windows: rows of the same (padded) length, none longer than
+    max_length, neighbouring windows of an input sharing exactly ``stride`` tokens, and together
+    spelling the input's tokens -- or a documented InvalidInputError (stride too large)."""
+    tok, _ = unigram
+    assume(not any(special in t for t in texts for special in tok.all_special_tokens))
+    tok.truncation_side = side
+    try:
+        enc = tok(texts, truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                  padding=True, return_offsets_mapping=True)
+    except InvalidInputError as err:
+        assert "stride" in str(err)
+        assert stride >= max_length - 2
+        return
+    finally:
+        tok.truncation_side = "right"
+    rows = enc["input_ids"]
+    assert len({len(r) for r in rows}) == 1
+    assert all(sum(mask) <= max_length for mask in enc["attention_mask"])
+    mapping = enc["overflow_to_sample_mapping"]
+    assert mapping == sorted(mapping) and set(mapping) == set(range(len(texts)))
+    for sample, text in enumerate(texts):
+        full = tok(text, add_special_tokens=False)["input_ids"]
+        windows = [
+            [t for t, s in zip(rows[r], enc.sequence_ids(r)) if s == 0] for r in range(len(rows)) if mapping[r] == sample
+        ]
+        ordered = windows if side == "right" else windows[::-1]
+        joined = list(ordered[0])
+        for previous, window in zip(ordered, ordered[1:]):
+            assert previous[len(previous) - stride :] == window[:stride]
+            joined += window[stride:]
+        assert joined == full
+        for r in (r for r in range(len(rows)) if mapping[r] == sample):
+            for start, end in enc["offset_mapping"][r]:
+                assert 0 <= start <= end <= len(text)
 
 
 @PROPERTY
