@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import embed, fill_mask, info
+from . import evaluate, predict, train
 from . import train_tokenizer
 from . import export
 from .common import CliError
@@ -17,6 +18,9 @@ SUBCOMMANDS = (
     fill_mask,
     embed,
     info,
+    train,
+    evaluate,
+    predict,
     train_tokenizer,
     export,
 )
