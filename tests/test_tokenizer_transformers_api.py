@@ -387,3 +387,68 @@ def test_data_collator_for_language_modeling_runs_on_our_tokenizer(pair, texts):
     assert not masked[specials].any()  # [CLS]/[SEP]/[PAD] never masked: get_special_tokens_mask at work
     plain_lists = ours([f["input_ids"] for f in features])  # lists of ids: padded by the collator itself
     assert plain_lists["input_ids"].shape == got["input_ids"].shape
+
+
+# ----------------------------------------------------------------------------------------------------
+# the preprocessing of transformers' example scripts, run with both tokenizers
+
+
+def _qa_train_features(tokenizer, questions, contexts, answers, max_length=40, stride=8):
+    """The start/end token positions transformers' run_qa.py computes (its prepare_train_features)."""
+    enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    sample_mapping = enc.pop("overflow_to_sample_mapping")
+    offset_mapping = enc.pop("offset_mapping")
+    starts, ends = [], []
+    for i, offsets in enumerate(offset_mapping):
+        cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id)
+        sequence_ids = enc.sequence_ids(i)
+        start_char, text = answers[sample_mapping[i]]
+        end_char = start_char + len(text)
+        token_start = sequence_ids.index(1)
+        token_end = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
+        if not (offsets[token_start][0] <= start_char and offsets[token_end][1] >= end_char):
+            starts.append(cls_index)
+            ends.append(cls_index)
+            continue
+        while token_start < len(offsets) and offsets[token_start][0] <= start_char:
+            token_start += 1
+        while offsets[token_end][1] >= end_char:
+            token_end -= 1
+        starts.append(token_start - 1)
+        ends.append(token_end + 1)
+    return enc["input_ids"], sample_mapping, starts, ends
+
+
+def test_run_qa_preprocessing_gives_transformers_positions(spm_pair, texts):
+    ours, hf = spm_pair
+    contexts = [" ".join(texts[i : i + 8]) for i in range(0, 80, 8)]
+    questions = [f"what about {texts[90 + i].split(' ')[0]}" for i in range(len(contexts))]
+    answers = []
+    for context in contexts:
+        word = max(context.split(" "), key=len)
+        answers.append((context.index(word), word))
+    got = _qa_train_features(ours, questions, contexts, answers)
+    want = _qa_train_features(hf, questions, contexts, answers)
+    assert got == want
+    assert len(got[1]) > len(contexts) and sum(s != 0 for s in got[2]) >= len(contexts)
+
+
+def _ner_labels(tokenizer, words, tags):
+    """transformers' run_ner.py tokenize_and_align_labels: the first sub-token of a word gets its tag."""
+    enc = tokenizer(words, truncation=True, max_length=24, is_split_into_words=True)
+    labels = []
+    for i, sentence_tags in enumerate(tags):
+        previous, row = None, []
+        for word in enc.word_ids(batch_index=i):
+            row.append(-100 if word is None or word == previous else sentence_tags[word])
+            previous = word
+        labels.append(row)
+    return enc["input_ids"], labels
+
+
+def test_run_ner_label_alignment_gives_transformers_labels(pair, texts):
+    ours, hf = pair
+    words = [t.split(" ") for t in texts[:50]]
+    tags = [[(len(w) + k) % 5 for k, w in enumerate(sentence)] for sentence in words]
+    assert _ner_labels(ours, words, tags) == _ner_labels(hf, words, tags)
