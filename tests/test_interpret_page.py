@@ -23,6 +23,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed, so the attention page is not tested in a browser: "
     "apt-get install chromium (`make test` does it when run as root)")
+# markup in the text must show as text and must not end the page's data <script> early
+TEXT = "The cat sat on the mat, it purred </script><!-- <b>bold?</b>"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 TOKENS = ["[CLS]", "\u2581The", "\u2581cat", "\u2581sat", "\u2581on", "\u2581the", "\u2581mat", ",", "\u2581it",
           "\u2581purred", "[SEP]"]
@@ -34,7 +36,7 @@ def explanation():
     ids = torch.tensor([[1, *range(10, 10 + len(TOKENS) - 2), 2]])
     explained = decompose_attention(model, ids)
     explained.tokens = [TOKENS]
-    explained.texts = ["The cat sat on the mat, it purred"]
+    explained.texts = [TEXT]
     return explained
 
 
@@ -82,6 +84,7 @@ def test_page_renders_and_follows_the_controls(explanation, browser, tmp_path):
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready='1']", timeout=15000)
 
+    assert page.inner_text("#text") == TEXT
     # the token list: one entry per token on each side of every panel
     labels = page.eval_on_selector_all(".panel[data-kind='attention'] text.token[data-side='q']",
                                        "texts => texts.map(t => t.textContent)")

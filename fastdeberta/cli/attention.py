@@ -21,7 +21,8 @@ HELP = "split each head's attention into content and position terms: PNGs, summa
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "attention", help=HELP, description=HELP.capitalize() + ". DeBERTa's score is c2c (content to content) + "
+        "attention", help=HELP, description="Split each head's attention into content and position terms: PNGs, "
+        "a summary JSON and an interactive HTML page. DeBERTa's score is c2c (content to content) + "
         "c2p (content to position) + p2c (position to content); this shows each term per layer and head, which "
         "heads attend by position, where attention goes by distance, and (with --compare) which heads react to "
         "word order. Open OUTPUT/attention.html in a browser (it needs no network).",

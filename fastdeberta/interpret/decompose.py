@@ -111,12 +111,17 @@ class AttentionExplanation:
         first = next(iter(self.layers.values()))
         return tuple(first.terms)
 
+    def check_index(self, index: int) -> None:
+        """Raise InvalidInputError unless ``index`` names one of the explained texts."""
+        count = self.input_ids.shape[0]
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            raise InvalidInputError(f"index {index!r} is out of range: this explanation holds {count} text(s) "
+                                    f"(0 ... {count - 1})")
+
     def to_bertviz(self, index: int = 0) -> tuple[list[torch.Tensor], list[str]]:
         """The combined attention of text ``index`` as bertviz's ``head_view`` / ``model_view`` take it:
         (per captured layer a float tensor (1, H, n, n), padding removed; the n token strings)."""
-        if not 0 <= index < self.input_ids.shape[0]:
-            raise InvalidInputError(f"index {index} is out of range: this explanation holds "
-                                    f"{self.input_ids.shape[0]} text(s)")
+        self.check_index(index)
         n = self.lengths[index]
         attention = [layer.probs[index:index + 1, :, :n, :n].float().cpu() for layer in self.layers.values()]
         tokens = self.tokens[index] if self.tokens is not None else [str(t) for t in self.input_ids[index, :n].tolist()]

@@ -74,15 +74,14 @@ def plot_terms(explanation: AttentionExplanation, layer: int, head: int, path: s
                index: int = 0) -> Path:
     """Heatmaps of c2c, c2p, p2c, their sum and the attention of one head for text ``index``."""
     number = check_head(explanation, layer, head)
+    explanation.check_index(index)
     plt = _pyplot()
-    attention = explanation.layers[number]
+    one = explanation.layers[number].select(index)                   # (1, H, L, L) tensors
     n = explanation.lengths[index]
     tokens = [_label(t) for t in (explanation.tokens[index] if explanation.tokens else
                                   map(str, explanation.input_ids[index, :n].tolist()))]
-    mask = explanation.attention_mask[index:index + 1]
-    shares = term_shares(attention.select(index), mask)
+    shares = term_shares(one, explanation.attention_mask[index:index + 1])
     square = lambda t: t[0, head, :n, :n].float().cpu()               # noqa: E731  (n, n)
-    one = attention.select(index)
     panels = [(TERM_TITLES[name], name, square(one.terms[name]) if name in one.terms else None) for name in TERMS]
     panels.append(("sum: pre-softmax score", "sum", square(sum(one.terms.values()))))
     limit = max(float(values.abs().max()) for _, _, values in panels if values is not None) or 1.0
@@ -101,6 +100,7 @@ def plot_terms(explanation: AttentionExplanation, layer: int, head: int, path: s
         share = f"\nshare of score variance {float(shares[name][head]):.0%}" if name in shares else "\n "
         ax.set_title(title + share, fontsize=9)
         _token_axes(ax, tokens)
+    figure.colorbar(image, ax=axes[-2], shrink=0.8)                   # the scale the four panels share
     image = axes[-1].imshow(square(one.probs).numpy(), cmap="Blues", vmin=0.0)
     axes[-1].set_title("attention (post-softmax)\n ", fontsize=9)
     _token_axes(axes[-1], tokens)

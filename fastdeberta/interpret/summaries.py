@@ -190,20 +190,22 @@ def order_sensitivity(first: AttentionExplanation, second: AttentionExplanation,
     ia = torch.as_tensor([i for i, _ in pairs])
     ib = torch.as_tensor([j for _, j in pairs])
 
-    def aligned(matrix: torch.Tensor, index: int, order: torch.Tensor) -> torch.Tensor:
-        picked = matrix[index][:, order][:, :, order].float().cpu()           # (H, n, n)
+    def aligned(matrix: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        picked = matrix[0][:, order][:, :, order].float().cpu()               # (H, n, n)
         return picked / picked.sum(dim=-1, keepdim=True).clamp_min(1e-12)     # renormalise over aligned keys
 
+    mask_a = first.attention_mask[index_first:index_first + 1]
+    mask_b = second.attention_mask[index_second:index_second + 1]
     layers = {}
     for number in common:
-        la, lb = first.layers[number], second.layers[number]
+        la, lb = first.layers[number].select(index_first), second.layers[number].select(index_second)
         matrices = {"attention": (la.probs, lb.probs)}
         for name in TERMS:
             ta, tb = getattr(la, name), getattr(lb, name)
             if ta is not None and tb is not None:
-                matrices[name] = (term_attention(ta, first.attention_mask), term_attention(tb, second.attention_mask))
-        layers[number] = {name: 0.5 * (aligned(a, index_first, ia) - aligned(b, index_second, ib)).abs()
-                          .sum(dim=-1).mean(dim=-1) for name, (a, b) in matrices.items()}
+                matrices[name] = (term_attention(ta, mask_a), term_attention(tb, mask_b))
+        layers[number] = {name: 0.5 * (aligned(a, ia) - aligned(b, ib)).abs().sum(dim=-1).mean(dim=-1)
+                          for name, (a, b) in matrices.items()}
     aligned_a, aligned_b = {i for i, _ in pairs}, {j for _, j in pairs}
     return {"aligned": len(pairs),
             "unaligned_first": [t for i, t in enumerate(tokens_a) if i not in aligned_a],

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InvalidInputError
 from ...io import atomic_write_text
 from ..decompose import AttentionExplanation
 from ..summaries import positional_share, term_shares
@@ -37,9 +36,7 @@ def _asset(name: str) -> str:
 
 def page_data(explanation: AttentionExplanation, index: int = 0) -> dict:
     """The JSON the page script reads (see page.js for the layout of ``matrices``)."""
-    if not 0 <= index < explanation.input_ids.shape[0]:
-        raise InvalidInputError(f"index {index} is out of range: this explanation holds "
-                                f"{explanation.input_ids.shape[0]} text(s)")
+    explanation.check_index(index)
     n = explanation.lengths[index]
     kinds = [*explanation.term_names, "attention"]
     mask = explanation.attention_mask[index:index + 1]
@@ -68,8 +65,8 @@ def render_page(explanation: AttentionExplanation, index: int = 0, title: str | 
     subtitle = (f"{source}: {len(data['tokens'])} tokens, {len(data['layers'])} of {explanation.num_layers} layers, "
                 f"{explanation.num_heads} heads, terms {', '.join(explanation.term_names)}"
                 + (" (v1 talking heads: terms shown after the head mixing)" if explanation.talking_head else ""))
-    # "</" inside the JSON would end the <script> element early
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # no "<" inside the <script> element: "</script>" or "<!--" in a token would end or confuse it
+    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
     values = {"TITLE": html.escape(f"Attention: {source}"), "SUBTITLE": html.escape(subtitle),
               "STYLE": _asset("page.css"), "SCRIPT": _asset("page.js"), "DATA": payload}
     # one pass, so nothing inserted (a title, a token) is ever read as a placeholder
