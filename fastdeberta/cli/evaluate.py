@@ -25,9 +25,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="task (default: from finetune.json or the model's config)")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per input (default: as trained)")
-    parser.add_argument("--problem-type", default=None,
-                        choices=["single_label_classification", "multi_label_classification", "regression"],
-                        help=argparse.SUPPRESS)
     add_task_columns(parser)
     parser.add_argument("--offline", action="store_true", help="never download; use a local folder or the cache")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line")
@@ -42,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    options = task_options(args)
-    options.pop("problem_type", None)        # the trained model's problem type decides
+    options = task_options(args)             # the trained model's config decides the problem type
     metrics = evaluate_file(args.model, args.data, task_name=args.task, task_options=options,
                             max_length=args.max_length, batch_size=args.batch_size, output=args.output,
                             load_options={"local_files_only": bool(args.offline)})
