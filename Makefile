@@ -4,6 +4,7 @@
 #   make demo      train a tiny DeBERTa on this machine's UI strings, then fill-mask / embed / info with it
 #   make test      the default test suite (slow tests excluded)
 #   make test-all  every test, slow ones included
+#   make fuzz      the property-based fuzz suite, long profile (FASTDEBERTA_FUZZ=long: random seeds, 25x examples)
 #   make lint      ruff
 #   make bench     benchmarks/run.py: the full speed/memory/accuracy benchmark (BENCH_ARGS=--quick, --json F)
 #   make bench-smoke  the benchmark on a tiny model (under a minute): checks that the script runs
@@ -19,10 +20,10 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv browser test test-all lint demo bench bench-smoke clean help
+.PHONY: venv browser test test-all fuzz lint demo bench bench-smoke clean help
 
 help:
-	@sed -n '4,11p' Makefile
+	@sed -n '4,12p' Makefile
 
 venv: $(STAMP)
 
@@ -54,6 +55,9 @@ test: venv browser
 
 test-all: venv browser
 	$(call run_pytest,-m "")
+
+fuzz: venv
+	FASTDEBERTA_FUZZ=long $(PY) -m pytest -q tests/test_fuzz_*.py -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check fastdeberta tests $(wildcard benchmarks)

@@ -26,7 +26,7 @@ from .compat import (
     weight_file_names,
 )
 from .config import DebertaConfig
-from .errors import CheckpointError, TokenizerLoadError, UnsafePathError  # noqa: F401 (re-exported)
+from .errors import CheckpointError, InvalidInputError, TokenizerLoadError, UnsafePathError  # noqa: F401 (re-exported)
 from .hub import contained_file, resolve_model_dir
 from .io import _fsync_dir as fsync  # works on files too
 from .model.deberta import TASK_BY_SUFFIX, TASKS, TIED_KEYS, DebertaForMaskedLM, DebertaPreTrained
@@ -176,7 +176,7 @@ def mlm_head_layout(state: dict[str, torch.Tensor], config: DebertaConfig) -> st
 def build_model(config: DebertaConfig, task: str, state: dict[str, torch.Tensor] | None = None,
                 enhanced_mask_decoder: bool | None = None) -> DebertaPreTrained:
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+        raise InvalidInputError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     cls = TASKS[task]
     if cls is DebertaForMaskedLM:
         if state is None:
@@ -289,7 +289,7 @@ def check_dtype(dtype: Any) -> torch.dtype | str | None:
     if isinstance(dtype, torch.dtype):
         if dtype.is_floating_point:
             return dtype
-        raise ValueError(f"dtype {dtype} is not a floating-point type, so the weights cannot be loaded in it; "
+        raise InvalidInputError(f"dtype {dtype} is not a floating-point type, so the weights cannot be loaded in it; "
                          f"accepted: {DTYPE_CHOICES}")
     if isinstance(dtype, str):
         if dtype == "auto":
@@ -297,7 +297,7 @@ def check_dtype(dtype: Any) -> torch.dtype | str | None:
         name = dtype.removeprefix("torch.")
         if name in DTYPES:
             return DTYPES[name]
-    raise ValueError(f"unknown dtype {dtype!r}; accepted: {DTYPE_CHOICES}")
+    raise InvalidInputError(f"unknown dtype {dtype!r}; accepted: {DTYPE_CHOICES}")
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None, config: DebertaConfig) -> torch.dtype | None:
@@ -315,17 +315,17 @@ def check_device(device: str | torch.device | None) -> torch.device | None:
     try:
         target = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(
+        raise InvalidInputError(
             f"device {device!r} is not a torch device ({err}); use e.g. 'cpu' or 'cuda:0'"
         ) from err
     if target.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise InvalidInputError(
                 f"device {device!r} needs CUDA, which torch {torch.__version__} cannot use here (no GPU, "
                 "or a CPU-only build of torch); use device='cpu'."
             )
         if target.index is not None and target.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise InvalidInputError(
                 f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s), "
                 f"numbered from 0; use one of them."
             )

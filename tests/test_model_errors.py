@@ -300,3 +300,20 @@ def test_nan_in_padded_inputs_embeds_stays_out_of_real_tokens(name):
     out = model(inputs_embeds=poisoned, attention_mask=mask).last_hidden_state
     assert torch.isfinite(out[mask.bool()]).all()
     torch.testing.assert_close(out[mask.bool()], clean[mask.bool()])
+
+
+@pytest.mark.parametrize("option", [dict(device=True), dict(device=0.5), dict(device="gpu9"), dict(dtype="int8"),
+                                    dict(dtype=torch.int64), dict(task="regression")])
+def test_loading_options_raise_project_errors(saved_fast_model, option):
+    folder, _ = saved_fast_model("v3", "base")
+    with pytest.raises(fastdeberta.InvalidInputError):
+        fastdeberta.from_pretrained(folder, **option)
+
+
+def test_model_options_raise_project_errors():
+    with pytest.raises(fastdeberta.InvalidInputError, match="'flash'"):
+        _model().set_attention_implementation("flash")
+    with pytest.raises(fastdeberta.InvalidInputError, match="head_layout"):
+        TASKS["masked-lm"](DebertaConfig.from_dict(variant("v3")), head_layout="other")
+    with pytest.raises(ConfigError, match="embedding_size"):
+        TASKS["masked-lm"](DebertaConfig.from_dict(variant("v2-p2c-bucket-emb", legacy=False)))

@@ -92,7 +92,7 @@ class DebertaPreTrained(nn.Module):
         from .attention import IMPLEMENTATIONS
 
         if name not in IMPLEMENTATIONS:
-            raise ValueError(f"unknown attention implementation {name!r}; choose one of {IMPLEMENTATIONS}")
+            raise InvalidInputError(f"unknown attention implementation {name!r}; choose one of {IMPLEMENTATIONS}")
         for layer in self.base_model.encoder.layer:
             layer.attention.self.implementation = name
 
@@ -294,7 +294,7 @@ class DebertaForMaskedLM(DebertaPreTrained):
         if head_layout is None:
             head_layout = "legacy" if config.legacy else "lm_predictions"
         if head_layout not in ("legacy", "lm_predictions"):
-            raise ValueError(f"head_layout must be 'legacy' or 'lm_predictions', got {head_layout!r}")
+            raise InvalidInputError(f"head_layout must be 'legacy' or 'lm_predictions', got {head_layout!r}")
         self.head_layout = head_layout
         if head_layout == "legacy":
             self.cls = LegacyMLMHead(config)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import DebertaConfig
+from ..errors import InvalidInputError
 from .layers import LayerNorm
 
 
@@ -36,7 +37,7 @@ class DebertaEmbeddings(nn.Module):
     def absolute_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
         """(B or 1, L) ids -> (B or 1, L, E) absolute position embeddings."""
         if not torch.compiler.is_compiling() and int(position_ids.max()) >= self.max_positions:
-            raise ValueError(
+            raise InvalidInputError(
                 f"position id {int(position_ids.max())} is past the absolute position table "
                 f"(max_position_embeddings={self.max_positions}); truncate the input to "
                 f"{self.max_positions} tokens."

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DebertaConfig
+from ..errors import ConfigError
 from .layers import LayerNorm, activation
 
 
@@ -51,7 +52,7 @@ class LMPredictionHead(nn.Module):
     def __init__(self, config: DebertaConfig):
         super().__init__()
         if config.embed_dim != config.hidden_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the lm_predictions MLM head needs embedding_size == hidden_size, got {config.embed_dim} "
                 f"and {config.hidden_size}; use legacy=True (cls.predictions layout) for this config."
             )
