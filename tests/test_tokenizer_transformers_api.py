@@ -452,3 +452,21 @@ def test_run_ner_label_alignment_gives_transformers_labels(pair, texts):
     words = [t.split(" ") for t in texts[:50]]
     tags = [[(len(w) + k) % 5 for k, w in enumerate(sentence)] for sentence in words]
     assert _ner_labels(ours, words, tags) == _ner_labels(hf, words, tags)
+
+
+def test_batch_encoding_pickles_small_and_keeps_its_accessors(spm_pair, texts):
+    """A DataLoader worker sends BatchEncodings through pickle: the rows travel, the tokenizer does not."""
+    import pickle
+
+    tok, hf = spm_pair
+    enc = tok(texts[:4], texts[4:8], padding=True, return_offsets_mapping=True, return_tensors="pt")
+    blob = pickle.dumps(enc)
+    assert len(blob) < len(pickle.dumps(tok)) // 10
+    again = pickle.loads(blob)
+    theirs = hf(texts[:4], texts[4:8], padding=True)
+    for row in range(4):
+        assert again.word_ids(row) == theirs.word_ids(row) and again.tokens(row) == theirs.tokens(row)
+        assert again.sequence_ids(row) == theirs.sequence_ids(row)
+        assert again.char_to_token(row, 2) == theirs.char_to_token(row, 2)
+    assert torch.equal(again["input_ids"], enc["input_ids"]) and again.data.keys() == enc.keys()
+    assert Tokenizer.from_pretrained(fx.shared_model_dir("unigram"))("x").input_ids == pickle.loads(pickle.dumps(tok))("x").input_ids

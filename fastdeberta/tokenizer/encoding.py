@@ -61,6 +61,24 @@ class Encoding:
     def __repr__(self) -> str:
         return f"Encoding(num_tokens={len(self.ids)}, sample_index={self.sample_index})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled on its own (e.g. from a DataLoader worker): the derived fields travel, the tokenizer does not
+        return {
+            "ids": self.ids,
+            "offsets": self.offsets,
+            "layout": self._layout,
+            "word_ids": self.word_ids,
+            "tokens": dict(zip(self.ids, self.tokens)),
+            "sample_index": self.sample_index,
+            "texts": self.texts,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.ids, self.offsets, self._layout = state["ids"], state["offsets"], state["layout"]
+        self._word_source, self._word_ids = None, state["word_ids"]
+        self.sample_index, self.texts = state["sample_index"], state["texts"]
+        self._token_of = state["tokens"].__getitem__
+
     @property
     def tokens(self) -> list[str]:
         """The token strings (pieces), ``[PAD]`` for padding."""
@@ -182,6 +200,15 @@ class BatchEncoding(dict):
         self._encodings = encodings
         # recomputes the rows with offsets, for char_to_token on a call made without return_offsets_mapping
         self._offsets_source = offsets_source
+
+    def __reduce__(self) -> tuple:
+        # the data and the rows; offsets not computed by the call stay unavailable after unpickling
+        return (BatchEncoding, (dict(self), self._encodings, None))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The fields as a plain dict (transformers' ``BatchEncoding.data``)."""
+        return dict(self)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
