@@ -27,7 +27,6 @@ from conftest import (
     make_inputs,
     randomize_,
     uses_emd,
-    valid_positions,
     variant,
 )
 
@@ -90,24 +89,22 @@ def make_labels(task: str, cfg: dict[str, Any], inputs: dict[str, torch.Tensor],
     return {}
 
 
-def compare(task: str, ours, ref, mask: torch.Tensor, *, what: str, padded: bool) -> None:
-    """Compare outputs; per-token outputs only at non-padded positions (transformers also masks padded
-    queries, so their states legitimately differ). Losses only when they cannot see padded logits."""
-    valid = valid_positions(mask)
+def compare(task: str, ours, ref, *, what: str) -> None:
+    """Compare outputs over whole tensors, padded positions included (a padded query row attends
+    uniformly to every key in both implementations), and the losses."""
     if task == "base":
-        assert_close(ours.last_hidden_state[valid], ref.last_hidden_state[valid], what=f"{what} last_hidden_state")
+        assert_close(ours.last_hidden_state, ref.last_hidden_state, what=f"{what} last_hidden_state")
         assert len(ours.hidden_states) == len(ref.hidden_states) == VARIANTS_LAYERS + 1
         for i, (a, b) in enumerate(zip(ours.hidden_states, ref.hidden_states)):
-            assert_close(a[valid], b[valid], what=f"{what} hidden_states[{i}]")
+            assert_close(a, b, what=f"{what} hidden_states[{i}]")
         return
     if task == "question-answering":
-        assert_close(ours.start_logits[valid], ref.start_logits[valid], what=f"{what} start_logits")
-        assert_close(ours.end_logits[valid], ref.end_logits[valid], what=f"{what} end_logits")
-        if not padded:   # the QA softmax runs over every position, padded ones included
-            assert_close(ours.loss, ref.loss, what=f"{what} loss")
+        assert_close(ours.start_logits, ref.start_logits, what=f"{what} start_logits")
+        assert_close(ours.end_logits, ref.end_logits, what=f"{what} end_logits")
+        assert_close(ours.loss, ref.loss, what=f"{what} loss")   # its softmax sees padded positions too
         return
     if task in ("masked-lm", "token-classification"):
-        assert_close(ours.logits[valid], ref.logits[valid], what=f"{what} logits")
+        assert_close(ours.logits, ref.logits, what=f"{what} logits")
     else:   # pooled heads: one row per sequence / choice
         logits = ours.logits
         if ref.logits.dim() == 1 and logits.shape == (ref.logits.shape[0], 1):
@@ -155,8 +152,7 @@ def test_transformers_checkpoint_loads_with_same_outputs(variant_name, case, tmp
             ours.set_attention_implementation(impl)
             with torch.no_grad():
                 out = ours(**inputs, **labels, output_hidden_states=True)
-            compare(task, out, ref, inputs["attention_mask"], padded=pad,
-                    what=f"{variant_name}/{task}/L={length}/pad={pad}/{impl}")
+            compare(task, out, ref, what=f"{variant_name}/{task}/L={length}/pad={pad}/{impl}")
 
 
 def test_attention_probabilities_match_transformers(variant_name, tmp_path):
@@ -169,11 +165,9 @@ def test_attention_probabilities_match_transformers(variant_name, tmp_path):
         with torch.no_grad():
             ref = hf(**inputs, output_attentions=True)
             out = ours(**inputs, output_attentions=True)
-        valid = valid_positions(inputs["attention_mask"])
         assert len(out.attentions) == len(ref.attentions) == 2
         for a, b in zip(out.attentions, ref.attentions):
-            # rows of non-padded queries: (n_valid, H, L)
-            assert_close(a.transpose(1, 2)[valid], b.transpose(1, 2)[valid], what=f"{variant_name} attentions")
+            assert_close(a, b, what=f"{variant_name} attentions")   # padded query rows too (uniform)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,12 +198,11 @@ def test_fastdeberta_checkpoint_loads_in_transformers(variant_name, case, tmp_pa
     assert not info["mismatched_keys"], info
     assert hf.config.num_labels == getattr(ours, "num_labels", hf.config.num_labels)
 
-    inputs, labels = task_inputs(cfg, task, LONG, pad=task != "question-answering")
+    inputs, labels = task_inputs(cfg, task, LONG, pad=True)
     with torch.no_grad():
         ref = hf(**inputs, **labels, output_hidden_states=True)
         out = ours(**inputs, **labels, output_hidden_states=True)
-    compare(task, out, ref, inputs["attention_mask"], padded=task != "question-answering",
-            what=f"{variant_name}/{task} saved by fastdeberta")
+    compare(task, out, ref, what=f"{variant_name}/{task} saved by fastdeberta")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,16 +301,15 @@ def test_enhanced_mask_decoder_matches_transformers_modules(name, tmp_path):
     assert ours.head_layout == layout
     for length in (SHORT, LONG):
         inputs = make_inputs(cfg, length)
-        valid = valid_positions(inputs["attention_mask"])
         with torch.no_grad():
             expected = _emd_reference(hf, inputs, table, layout)
             plain = hf(**inputs).logits
-        assert float((expected - plain)[valid].abs().max()) > 1e-2, "EMD should change the logits"
+        assert float((expected - plain).abs().max()) > 1e-2, "EMD should change the logits"
         for impl in ("fast", "reference"):
             ours.set_attention_implementation(impl)
             with torch.no_grad():
                 got = ours(**inputs).logits
-            assert_close(got[valid], expected[valid], what=f"{name} EMD L={length} {impl}")
+            assert_close(got, expected, what=f"{name} EMD L={length} {impl}")
 
 
 @pytest.mark.parametrize("name", [n for n in EMD_VARIANTS if is_v1(VARIANTS[n])])
@@ -334,14 +326,13 @@ def test_enhanced_mask_decoder_v1(name, tmp_path):
     assert ours.enhanced_mask_decoder is True
 
     inputs = make_inputs(cfg, LONG)
-    valid = valid_positions(inputs["attention_mask"])
     mask = inputs["attention_mask"].bool()
     enc = ours.deberta.encoder
     last = enc.layer[-1]
     with torch.no_grad():
         h_ref = hf.deberta(**inputs, output_hidden_states=True).hidden_states[-2]
         out = ours.deberta(**inputs, output_hidden_states=True)
-        assert_close(out.hidden_states[-2][valid], h_ref[valid], what="v1 hidden_states[-2]")
+        assert_close(out.hidden_states[-2], h_ref, what="v1 hidden_states[-2]")
         h = out.hidden_states[-2]
         state = enc.prepare(h, mask)
         fused, _ = last(h, state.key_mask, state.rel_embeddings, state.slots)
@@ -354,8 +345,8 @@ def test_enhanced_mask_decoder_v1(name, tmp_path):
         expected = hf.lm_predictions(query, hf.deberta.embeddings.word_embeddings)
         got = ours(**inputs).logits
         plain = hf(**inputs).logits
-    assert_close(got[valid], expected[valid], what="v1 EMD")
-    assert float((got - plain)[valid].abs().max()) > 1e-2
+    assert_close(got, expected, what="v1 EMD")
+    assert float((got - plain).abs().max()) > 1e-2
 
 
 def test_emd_checkpoint_saved_by_fastdeberta(tmp_path):
@@ -368,14 +359,13 @@ def test_emd_checkpoint_saved_by_fastdeberta(tmp_path):
     again = fastdeberta.from_pretrained(tmp_path, task="masked-lm")
     assert again.enhanced_mask_decoder is True
     inputs = make_inputs(cfg, LONG)
-    valid = valid_positions(inputs["attention_mask"])
     with torch.no_grad():
         assert_close(again(**inputs).logits, model(**inputs).logits, atol=0, rtol=0, what="EMD round trip")
         hf, info = hf_class(cfg, "masked-lm").from_pretrained(tmp_path, output_loading_info=True)
         assert not info["missing_keys"], info
         ref = hf.eval().deberta(**inputs).last_hidden_state
         ours = model.deberta(**inputs).last_hidden_state
-    assert_close(ours[valid], ref[valid], what="EMD checkpoint encoder in transformers")
+    assert_close(ours, ref, what="EMD checkpoint encoder in transformers")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -392,9 +382,8 @@ def test_fast_and_reference_attention_agree(variant_name):
             model.set_attention_implementation(impl)
             with torch.no_grad():
                 results[impl] = model(**inputs, output_hidden_states=True)
-        valid = valid_positions(inputs["attention_mask"])
         for a, b in zip(results["fast"].hidden_states, results["reference"].hidden_states):
-            assert_close(a[valid], b[valid], atol=1e-5, rtol=1e-5, what=f"{variant_name} L={length}")
+            assert_close(a, b, atol=1e-5, rtol=1e-5, what=f"{variant_name} L={length}")
         # no padding at all: the fast path runs without a mask
         full = make_inputs(cfg, length, pad=False)
         outs = []
@@ -410,8 +399,7 @@ def test_fast_and_reference_attention_agree(variant_name):
     with torch.no_grad():
         plain = model(**inputs).last_hidden_state
         with_probs = model(**inputs, output_attentions=True)
-    valid = valid_positions(inputs["attention_mask"])
-    assert_close(with_probs.last_hidden_state[valid], plain[valid], atol=1e-5, rtol=1e-5, what="output_attentions")
+    assert_close(with_probs.last_hidden_state, plain, atol=1e-5, rtol=1e-5, what="output_attentions")
     assert len(with_probs.attentions) == 2
     for probs in with_probs.attentions:
         assert probs.shape == (3, 4, LONG, LONG)
@@ -430,7 +418,6 @@ def test_fast_and_reference_attention_agree_bf16(variant_name):
     cfg = variant(variant_name)
     model = randomize_(TASKS["base"](DebertaConfig.from_dict(cfg)), seed=12).eval()
     inputs = make_inputs(cfg, LONG)
-    valid = valid_positions(inputs["attention_mask"])
     with torch.no_grad():
         fp32 = model(**inputs).last_hidden_state
         model.to(torch.bfloat16)
@@ -442,8 +429,8 @@ def test_fast_and_reference_attention_agree_bf16(variant_name):
         assert out.dtype == torch.bfloat16
         assert torch.isfinite(out).all(), f"{impl}: non-finite values in bf16"
         # transformers' own bf16 error on these weights is 1.3-2.5 % (relative norm), up to 0.15 per element
-        assert_relative_error(out[valid], fp32[valid], rel=0.05, max_abs=0.5, what=f"{variant_name} bf16 {impl}")
-    assert_relative_error(outs["fast"][valid], outs["reference"][valid], rel=0.05, max_abs=0.5,
+        assert_relative_error(out, fp32, rel=0.05, max_abs=0.5, what=f"{variant_name} bf16 {impl}")
+    assert_relative_error(outs["fast"], outs["reference"], rel=0.05, max_abs=0.5,
                           what=f"{variant_name} bf16 fast vs reference")
 
 
@@ -460,7 +447,6 @@ def test_fast_attention_query_blocks(name, overrides):
     if not hasattr(layers[0], "block_elements"):
         pytest.skip("attention has no block_elements knob")
     inputs = make_inputs(cfg, 150, batch=2)
-    valid = valid_positions(inputs["attention_mask"])
     with torch.no_grad():
         model.set_attention_implementation("reference")
         ref = model(**inputs).last_hidden_state
@@ -468,7 +454,7 @@ def test_fast_attention_query_blocks(name, overrides):
         for layer in layers:
             layer.block_elements = 1      # -> blocks of 64 query rows
         got = model(**inputs).last_hidden_state
-    assert_close(got[valid], ref[valid], atol=1e-5, rtol=1e-5, what=f"{name} blocked fast attention")
+    assert_close(got, ref, atol=1e-5, rtol=1e-5, what=f"{name} blocked fast attention")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -487,11 +473,10 @@ def test_tolerance_rejects_a_wrong_position_bucket(variant_name):
     hf = hf_model(cfg, "masked-lm", seed=3)
     hf.load_state_dict(ours.state_dict(), strict=False)
     inputs = make_inputs(cfg, LONG)
-    valid = valid_positions(inputs["attention_mask"])
     encoder = ours.deberta.encoder
     with torch.no_grad():
         expected = hf(**inputs).logits
-        assert_close(ours(**inputs).logits[valid], expected[valid], what="correct model")
+        assert_close(ours(**inputs).logits, expected, what="correct model")
 
         def wrong_buckets(length, device):
             return PositionSlots(length, span=encoder.span, buckets=encoder.buckets // 2,
@@ -503,7 +488,7 @@ def test_tolerance_rejects_a_wrong_position_bucket(variant_name):
         finally:
             del encoder.position_slots
     with pytest.raises(AssertionError, match="differ by more than"):
-        assert_close(wrong[valid], expected[valid], what="wrong buckets")
+        assert_close(wrong, expected, what="wrong buckets")
     # and not marginally: the error is over 100x the allowed one
-    diff = float((wrong[valid] - expected[valid]).abs().max())
-    assert diff > 100 * magnitude_tolerance(expected[valid], atol=1e-5, rtol=5e-5)
+    diff = float((wrong - expected).abs().max())
+    assert diff > 100 * magnitude_tolerance(expected, atol=1e-5, rtol=5e-5)
