@@ -8,6 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from . import embed, fill_mask, info
+from . import pretrain
+from . import attention
+from . import serve
 from . import evaluate, predict, train
 from . import train_tokenizer
 from . import export
@@ -18,10 +21,13 @@ SUBCOMMANDS = (
     fill_mask,
     embed,
     info,
+    attention,
+    serve,
     train,
     evaluate,
     predict,
     train_tokenizer,
+    pretrain,
     export,
 )
 
