@@ -53,7 +53,7 @@ def server_factory():
 
 
 def test_sigterm_finishes_every_accepted_request_and_refuses_new_ones(server_factory):
-    # one input per forward pass, so that 6 requests x 8 inputs keep the model busy for a while
+    # one input per forward pass, so that 6 requests x 8 inputs keep the model busy for a few seconds
     server = server_factory("--max-batch-requests", "1", "--request-timeout", "60")
     rng = random.Random(0)
     requests = [[random_text(rng, 10, 30) for _ in range(8)] for _ in range(6)]
@@ -67,13 +67,14 @@ def test_sigterm_finishes_every_accepted_request_and_refuses_new_ones(server_fac
     with ThreadPoolExecutor(len(requests)) as pool:
         futures = [pool.submit(send, i) for i in range(len(requests))]
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:   # wait until the server has admitted all of them
+        while time.monotonic() < deadline:   # wait until every request is admitted (answered or in flight)
             page = httpx.get(server.url + "/metrics", timeout=10).text
-            if sf.metric_value(page, "fastdeberta_requests_in_flight") == len(requests):
+            in_flight = sf.metric_value(page, "fastdeberta_requests_in_flight")
+            if in_flight >= 1 and in_flight + len(done_at) == len(requests):
                 break
             time.sleep(0.01)
         else:
-            pytest.fail("the requests were never all in flight")
+            pytest.fail("the requests were never all admitted with some still running")
         sigterm_at = time.monotonic()
         server.proc.send_signal(15)
         after = []
@@ -85,11 +86,11 @@ def test_sigterm_finishes_every_accepted_request_and_refuses_new_ones(server_fac
             time.sleep(0.05)
         responses = [f.result(timeout=60) for f in futures]
     code = server.proc.wait(60)
-    print(f"shutdown: {len(requests)} requests admitted; {sum(t > sigterm_at for t in done_at.values())} finished "
+    print(f"shutdown: {len(requests)} requests admitted, {int(in_flight)} in flight at SIGTERM; {sum(t > sigterm_at for t in done_at.values())} finished "
           f"after SIGTERM; exit {time.monotonic() - sigterm_at:.2f} s after it")
 
     assert [r.status_code for r in responses] == [200] * len(requests), server.log
-    assert all(len(r.json()) == 8 for r in responses)
+    assert all(len(r.json()) == len(sent) for r, sent in zip(responses, requests))
     assert any(t > sigterm_at for t in done_at.values()), "no request was still running at SIGTERM"
     assert set(after) <= {"refused", 503}, after
     assert code == 0, server.log
@@ -106,11 +107,11 @@ def test_load_and_faults_keep_the_server_serving(server_factory):
             assert client.post("/embed", json={"inputs": [random_text(rng)], "truncate": True}).status_code == 200
     rss_before = server.rss_bytes()
 
-    # -- load: 4 clients for 2 s, 1-4 texts per request ----------------------------------------------
+    # -- load: 4 clients for 1.5 s, 1-4 texts per request ----------------------------------------------
     latencies: list[float] = []
     statuses: list[int] = []
     lock = threading.Lock()
-    stop_at = time.monotonic() + 2.0
+    stop_at = time.monotonic() + 1.5
 
     def client_loop(seed: int) -> int:
         local = random.Random(seed)
@@ -163,7 +164,7 @@ def test_load_and_faults_keep_the_server_serving(server_factory):
     head = (f"POST /embed HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     for cut in (len(head) // 2, len(head) + len(body) // 2, len(head) + len(body)):
-        for _ in range(5):
+        for _ in range(3):
             with socket.create_connection((host, port), timeout=5) as sock:
                 sock.sendall((head + body)[:cut])
 

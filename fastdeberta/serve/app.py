@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from . import schemas
 from .batcher import Batcher
-from .engine import CLASSIFY, EMBED, FILL_MASK, Engine, class_scores
+from .engine import CLASSIFY, EMBED, Engine, class_scores
 from .errors import (
     BackendError,
     InputTooLarge,
@@ -134,7 +134,7 @@ class ServerState:
             return await loop.run_in_executor(self.tokenizer_threads, functools.partial(fn, *args, **kwargs))
         except ServeError:
             raise
-        except (ValueError, TypeError) as err:
+        except ValueError as err:   # the tokenizer refuses the input
             raise TokenizerError(str(err)) from err
 
     async def infer(self, kind: str, rows: list[tuple[list[int], list[int] | None]]) -> list[Any]:
@@ -152,7 +152,7 @@ class ServerState:
             return await self.batcher.submit_job(job)
         except ServeError:
             raise
-        except (ValueError, TypeError) as err:
+        except ValueError as err:   # the pipeline refuses the input
             raise InvalidInput(str(err)) from err
         except Exception as err:
             raise BackendError(f"Inference failed: {type(err).__name__}: {err}") from err
@@ -259,6 +259,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _validation_message(err), "error_type": "validation"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:   # a bug: same body shape
+        return JSONResponse({"error": f"internal error: {type(err).__name__}: {err}", "error_type": "backend"},
+                            status_code=500)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
@@ -393,14 +398,13 @@ def _add_inference_routes(app: FastAPI, state: ServerState) -> None:
               summary="predict the masked words (fastdeberta.pipeline('fill-mask') format)")
     async def fill_mask(req: schemas.FillMaskRequest) -> JSONResponse:
         pipe = engine.fill_mask_pipeline()
-        texts, single = _texts(req.inputs)
+        texts, _ = _texts(req.inputs)
         async with state.admit():
             state.check_count(len(texts))
-            ids = await state.in_thread(_mask_inputs, engine, texts, state.truncate(req.truncate))
-            candidates = None if req.targets is None else await state.in_thread(pipe.target_ids, req.targets)
-            probs = await state.infer(FILL_MASK, [(row, None) for row in ids])
-            results = await state.in_thread(_format_fill_mask, pipe, ids, probs, req.top_k, candidates)
-        return JSONResponse(results[0] if single else results)
+            await state.in_thread(_check_masks, engine, texts, state.truncate(req.truncate))
+            # the pipeline batches the texts of one request itself; it runs in the model thread, in queue order
+            result = await state.run_job(functools.partial(pipe, req.inputs, top_k=req.top_k, targets=req.targets))
+        return JSONResponse(_plain(result))
 
     @app.post("/zero-shot", response_model=schemas.ZeroShotResponse, responses=ERROR_RESPONSES,
               summary="zero-shot classification with an NLI model (fastdeberta.pipeline('zero-shot-classification') "
@@ -421,8 +425,8 @@ def _add_inference_routes(app: FastAPI, state: ServerState) -> None:
         return JSONResponse(_plain(result))
 
 
-def _mask_inputs(engine: Engine, texts: list[str], truncate: bool) -> list[list[int]]:
-    """Token ids of fill-mask inputs; each must keep at least one mask token."""
+def _check_masks(engine: Engine, texts: list[str], truncate: bool) -> None:
+    """Fill-mask inputs within the length limit (or cut), each keeping at least one mask token."""
     ids = engine.encode_texts(texts, truncate=truncate)
     tok = engine.tokenizer
     for i, row in enumerate(ids):
@@ -430,19 +434,6 @@ def _mask_inputs(engine: Engine, texts: list[str], truncate: bool) -> list[list[
             where = "was cut off by truncation" if tok.mask_token in texts[i] else "is missing"
             raise InvalidInput(f"input {i}: the mask token {tok.mask_token!r} {where}; write it where a word "
                                f"should be predicted: {texts[i]!r:.120}")
-    return ids
-
-
-def _format_fill_mask(pipe: Any, ids: list[list[int]], probs: list[torch.Tensor], top_k: int,
-                      candidates: list[int] | None) -> list:
-    """The pipeline's output format: per text, one candidate list per mask (unwrapped for one mask)."""
-    mask_id = pipe.tokenizer.mask_token_id
-    results = []
-    for row, row_probs in zip(ids, probs):
-        positions = [p for p, t in enumerate(row) if t == mask_id]
-        per_mask = [pipe._top(row, pos, row_probs[m], top_k, candidates) for m, pos in enumerate(positions)]
-        results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
-    return results
 
 
 def _plain(value: Any) -> Any:

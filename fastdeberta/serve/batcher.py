@@ -14,7 +14,7 @@ when a batch is formed. :meth:`Batcher.stop` lets the loop finish every item alr
 before it ends, so a graceful shutdown loses no accepted request.
 
 Besides batched items, the queue takes *jobs*: a callable run on its own in the model thread (used
-for pipelines that do their own batching, such as zero-shot classification), so every model call
+for pipelines that do their own batching: fill-mask and zero-shot classification), so every model call
 happens on the one model thread, in queue order.
 """
 

@@ -18,10 +18,10 @@ from ..inference.batching import Batch
 from ..inference.embed import POOLING, default_max_length, pool, resolve_tokenizer
 from .errors import InputTooLarge, InvalidInput, Unsupported
 
-__all__ = ["CLASSIFY", "EMBED", "FILL_MASK", "Engine", "class_scores"]
+__all__ = ["CLASSIFY", "EMBED", "Engine", "class_scores"]
 
 # kinds of batched work (WorkItem.kind)
-EMBED, CLASSIFY, FILL_MASK = "embed", "classify", "fill-mask"
+EMBED, CLASSIFY = "embed", "classify"
 
 UNLIMITED = 1 << 30   # max_length given to the tokenizer when nothing is cut (so it does not warn)
 
@@ -186,31 +186,16 @@ class Engine:
 
     # -- the forward passes (run in the model thread) ---------------------------------------------
     def run_batch(self, kind: str, batch: Batch) -> list[Any]:
-        """One padded batch -> one result per row: a (D,) vector (embed), (C,) logits (classify) or the
-        (M, V) probabilities at the M mask positions of the row (fill-mask); float32 CPU tensors."""
+        """One padded batch -> one float32 CPU tensor per row: a (D,) vector (embed) or (C,) logits (classify)."""
         with torch.inference_mode():
             if kind == EMBED:
-                return self._embed(batch)
+                base = getattr(self.model, "base_model", self.model)
+                hidden = base(**batch.model_inputs()).last_hidden_state                  # (B, L, D)
+                return list(pool(hidden, batch.attention_mask, self.pooling).cpu())      # B x (D,)
             if kind == CLASSIFY:
-                logits = self.model(**batch.model_inputs()).logits.float().cpu()    # (B, C)
+                logits = self.model(**batch.model_inputs()).logits.float().cpu()        # (B, C)
                 return list(logits)
-            if kind == FILL_MASK:
-                return self._mask_probabilities(batch)
         raise ValueError(f"unknown kind of work {kind!r}")
-
-    def _embed(self, batch: Batch) -> list[torch.Tensor]:
-        base = getattr(self.model, "base_model", self.model)
-        hidden = base(**batch.model_inputs()).last_hidden_state                      # (B, L, D)
-        return list(pool(hidden, batch.attention_mask, self.pooling).cpu())          # B x (D,)
-
-    def _mask_probabilities(self, batch: Batch) -> list[torch.Tensor]:
-        mask_id = self.tokenizer.mask_token_id
-        logits = self.model(**batch.model_inputs()).logits                           # (B, L, V)
-        rows = []
-        for row in range(len(batch)):
-            positions = (batch.input_ids[row] == mask_id).nonzero().flatten()
-            rows.append(logits[row, positions].float().softmax(dim=-1).cpu())        # (M, V)
-        return rows
 
 
 def _cut(ids: list[int], limit: int, direction: str, keep_ends: bool) -> list[int]:

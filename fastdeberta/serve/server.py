@@ -42,31 +42,33 @@ def load_engine(model: str | os.PathLike | None = None, *, task: str = "auto", e
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     name = resolve_model(model)
-    if engine == "onnxruntime":
-        loaded = _load_onnx(name, task=TASKS[task], **load_kwargs)
-    else:
-        import fastdeberta
-
-        loaded = fastdeberta.from_pretrained(name, task=TASKS[task], dtype=dtype, device=device, **load_kwargs)
+    loaded = _load(name, TASKS[task], engine, dtype=dtype, device=device, **load_kwargs)
     return Engine(loaded, pooling=pooling, max_input_length=max_input_length, model_id=name)
 
 
-def _load_onnx(name: str, task: str | None, **load_kwargs: Any) -> Any:
-    """An ONNX export (a folder with a .onnx file) loaded by ``fastdeberta.from_pretrained`` for onnxruntime."""
-    from pathlib import Path
+def onnx_engine_available() -> bool:
+    """Whether this fastdeberta has the onnxruntime engine (``fastdeberta.export``)."""
+    import importlib.util
 
+    return importlib.util.find_spec("fastdeberta.export.engine") is not None
+
+
+def _load(name: str, task: str | None, engine: str, **load_kwargs: Any) -> Any:
+    """``fastdeberta.from_pretrained`` with the engine asked for (the ONNX export loader returns a
+    model-like object with the same call signature, ``base_model`` and ``tokenizer``)."""
     import torch
 
     import fastdeberta
 
-    folder = Path(name)
-    if not folder.is_dir() or not any(folder.glob("*.onnx")):
-        raise ValueError(f"--engine onnxruntime needs a folder holding an ONNX export (a .onnx file); {name!r} has "
-                         "none. Export the model to ONNX first, or use --engine torch.")
-    loaded = fastdeberta.from_pretrained(name, task=task, **load_kwargs)
-    if isinstance(loaded, torch.nn.Module):
-        raise NotImplementedError(f"this fastdeberta version loads {name!r} as a PyTorch model, not with "
-                                  "onnxruntime; use --engine torch")
+    if not onnx_engine_available():
+        if engine == "onnxruntime":
+            raise NotImplementedError("--engine onnxruntime needs fastdeberta's ONNX support (fastdeberta.export), "
+                                      "which this installation does not have; use --engine torch")
+        return fastdeberta.from_pretrained(name, task=task, **load_kwargs)
+    loaded = fastdeberta.from_pretrained(name, task=task, engine=engine, **load_kwargs)
+    if engine == "onnxruntime" and isinstance(loaded, torch.nn.Module):
+        raise ValueError(f"{name!r} loaded as a PyTorch model, not an ONNX export; export it to ONNX first or use "
+                         "--engine torch")
     return loaded
 
 
