@@ -419,7 +419,7 @@ def load_model(
     if device is not None:
         model.to(device)
     model.eval()
-    model.name_or_path = str(name_or_path)
+    model.name_or_path = model.config.name_or_path = str(name_or_path)
     if load_tokenizer:
         model.tokenizer = _try_tokenizer(folder)
     model.sentence_transformers_settings(read_sentence_transformers_files(folder))

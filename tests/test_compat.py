@@ -127,7 +127,12 @@ def test_torch_dtype_and_device_map_as_transformers(hf_folders, tmp_path):
     assert model.dtype == theirs.dtype == torch.bfloat16 and model.device.type == "cpu"
     model.save_pretrained(tmp_path / "bf16")     # no "dtype is not JSON serializable"
     written = json.loads((tmp_path / "bf16" / "config.json").read_text())
-    assert "device_map" not in written and "torch_dtype" not in written or written["torch_dtype"] == "float32"
+    theirs.save_pretrained(tmp_path / "bf16-hf")
+    written_hf = json.loads((tmp_path / "bf16-hf" / "config.json").read_text())
+    assert written["dtype"] == written_hf["dtype"] == "bfloat16"      # the weights' dtype, as transformers 5
+    assert not {"device_map", "torch_dtype", "_name_or_path"} & set(written)
+    assert fastdeberta.from_pretrained(tmp_path / "bf16", torch_dtype="auto").dtype == torch.bfloat16
+    assert model.config.name_or_path == theirs.config.name_or_path == str(folder)
     assert fastdeberta.from_pretrained(folder, device_map="auto").device.type == ("cuda" if torch.cuda.is_available()
                                                                                   else "cpu")
     assert fastdeberta.from_pretrained(folder, device_map={"": "cpu"}).device.type == "cpu"

@@ -153,9 +153,14 @@ class DebertaPreTrained(nn.Module):
         self.base_model.encoder.gradient_checkpointing = False
 
     def export_config(self) -> DebertaConfig:
-        """The config to write next to the weights (architectures and head layout filled in)."""
-        changes: dict[str, Any] = {"architectures": [self.hf_architecture]}
-        return self.config.replace(**changes)
+        """The config to write next to the weights: architectures and the weights' ``dtype`` filled in
+        (as transformers 5 writes it; its older ``torch_dtype`` key and the load path are dropped)."""
+        changes: dict[str, Any] = {"architectures": [self.hf_architecture],
+                                   "dtype": str(self.dtype).removeprefix("torch.")}
+        config = self.config.replace(**changes)
+        for stale in ("torch_dtype", "_name_or_path"):
+            config.extra.pop(stale, None)
+        return config
 
     def save_pretrained(self, folder: str | os.PathLike, *, save_tokenizer: bool = True) -> Path:
         """Write config.json + model.safetensors (loadable by transformers unchanged)."""
@@ -333,7 +338,7 @@ class DebertaForMaskedLM(DebertaPreTrained):
         head.bias = nn.Parameter(new, requires_grad=old.requires_grad)
 
     def export_config(self) -> DebertaConfig:
-        return self.config.replace(architectures=[self.hf_architecture], legacy=self.head_layout == "legacy")
+        return super().export_config().replace(legacy=self.head_layout == "legacy")
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         words = self.deberta.embeddings.word_embeddings.weight
