@@ -182,3 +182,20 @@ def test_pretrain_cli_runs_and_resumes(tmp_path):
     assert {"eval_rtd_accuracy", "eval_rtd_auc"} <= set(rows[-1])
     assert (tmp_path / "run" / "generator" / "config.json").is_file()
     assert (tmp_path / "run" / "discriminator" / "model.safetensors").is_file()
+
+
+def test_load_pretrained_restores_what_save_wrote(tmp_path):
+    model = rtd_model("gdes", seed=1)
+    with torch.no_grad():
+        model.embedding_delta.normal_()
+    model.save(tmp_path)
+    fresh = rtd_model("gdes", seed=2)
+    fresh.load_pretrained(tmp_path)
+    for name, tensor in model.generator.state_dict().items():
+        assert torch.equal(fresh.generator.state_dict()[name], tensor), name
+    assert torch.equal(fresh.rtd_head.classifier.weight, model.rtd_head.classifier.weight)
+    torch.testing.assert_close(fresh.discriminator_embedding_matrix(), model.discriminator_embedding_matrix(),
+                               atol=1e-6, rtol=0)
+    inputs = batch()
+    with torch.no_grad():
+        assert torch.allclose(fresh.discriminate(**inputs), model.discriminate(**inputs), atol=1e-5)

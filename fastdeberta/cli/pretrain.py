@@ -61,6 +61,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--log-every", type=int, default=10, help="write metrics every N steps (default 10)")
     run.add_argument("--keep", type=int, default=2, help="newest checkpoints kept (default 2)")
     run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    run.add_argument("--init-from", default=None,
+                     help="start from saved weights instead of random ones (rtd: a folder with generator/ and "
+                          "discriminator/, e.g. the shipped model; mlm: a masked-LM folder); the step count, "
+                          "optimizer and schedule start anew")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -86,7 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
         mask_probability=args.mask_probability, max_span=args.max_span, seq_length=args.seq_length,
         valid_fraction=args.valid_fraction, eval_sequences=args.eval_sequences)
     result = pretrain(options, training, tokenizer_dir=args.tokenizer, corpus=args.corpus, valid=args.valid,
-                      resume=args.resume, device=args.device)
+                      resume=args.resume, device=args.device, init_from=args.init_from)
     summary = {"steps": result.global_step, "train_loss": result.train_loss, "metrics": result.metrics,
                "output": str(result.model_dir)}
     print(json.dumps(summary, indent=None if args.json else 2))

@@ -220,7 +220,26 @@ class RTDModel(nn.Module):
                 "replaced_share": replaced[real].float().mean(), "masked_tokens": float(len(targets)),
                 "rtd_logits": rtd_logits.detach(), "replaced": replaced & real}
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ saving and loading
+    def load_pretrained(self, folder: str | Path) -> None:
+        """Start from a saved pair (``folder/generator``, ``folder/discriminator`` as ``save`` writes them,
+        e.g. the shipped model on a machine without the full training state). Under GDES the delta is
+        set to discriminator - generator embeddings, so that saving again reproduces both tables."""
+        from safetensors.torch import load_file
+
+        from ..checkpoint import load_model
+
+        folder = Path(folder)
+        generator = load_model(folder / "generator", task="masked-lm", load_tokenizer=False)
+        discriminator = load_model(folder / "discriminator", task="base", load_tokenizer=False)
+        self.generator.load_state_dict(generator.state_dict())
+        self.discriminator.load_state_dict(discriminator.state_dict())
+        self.rtd_head.load_state_dict(load_file(str(folder / "discriminator" / "rtd_head.safetensors")))
+        with torch.no_grad():
+            disc_table = self.discriminator.embeddings.word_embeddings.weight
+            if self.embedding_sharing == "gdes":
+                self.embedding_delta.copy_(disc_table.float() - self.generator_embeddings.float())
+
     def export_discriminator(self) -> DebertaModel:
         """The discriminator as a stand-alone encoder (its embedding matrix = the shared one)."""
         with torch.no_grad():

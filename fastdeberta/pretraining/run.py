@@ -168,7 +168,7 @@ def prepare_data(corpus: list[str], tokenizer: Any, output_dir: Path, args: Pret
 
 def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_dir: str, corpus: list[str],
              valid: list[str] | None = None, resume: bool = False, log: Any = None,
-             device: str = "cpu") -> TrainOutput:
+             device: str = "cpu", init_from: str | None = None) -> TrainOutput:
     from ..tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
@@ -180,7 +180,15 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
         raise ValueError(f"sequences of {train_data.seq_length} tokens exceed max_position_embeddings="
                          f"{config.max_position_embeddings} of config {args.config}")
     torch.manual_seed(training.seed)
-    model = build_model(args, config, masking).to(device)
+    model = build_model(args, config, masking)
+    if init_from is not None:
+        if not isinstance(model, RTDModel):
+            from ..checkpoint import load_model
+
+            model.load_state_dict(load_model(init_from, task="masked-lm", load_tokenizer=False).state_dict())
+        else:
+            model.load_pretrained(init_from)
+    model = model.to(device)
     pad_id = tokenizer.pad_token_id
 
     def save(m: nn.Module, folder: Path) -> None:
