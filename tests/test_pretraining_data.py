@@ -262,6 +262,13 @@ def test_pack_corpus_round_trip_split_and_determinism(tmp_path):
     assert set(other) == {"train"}
 
 
+def test_pack_corpus_refuses_empty_input(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n   \n")
+    with pytest.raises(DataFormatError, match="no text"):
+        pack_corpus(tmp_path / "empty.txt", _CharTokenizer(), tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").iterdir())             # no partial or temporary file left
+
+
 def test_packed_dataset_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="pack_corpus"):
         PackedDataset(tmp_path / "missing.npy")

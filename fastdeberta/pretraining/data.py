@@ -275,6 +275,8 @@ def pack_corpus(
             for row in packers[name].finish():
                 writers[name].add(row)
         bar.close()
+        if not any(documents.values()):
+            raise DataFormatError(f"no text in {[str(f) for f in files]}: every document was empty")
     except BaseException:
         for writer in writers.values():
             writer.abort()
