@@ -283,3 +283,21 @@ def test_bad_texts_and_ids(unigram):
     with pytest.raises(IndexError):
         tok.decode([10**9])
     assert tok.decode(torch.tensor([5, 6])) == tok.decode([5, 6])
+
+
+def test_bad_construction_arguments_and_files(tmp_path):
+    folder = fx.shared_model_dir("unigram")
+    with pytest.raises(InputTypeError, match="model_max_length"):
+        Tokenizer.from_pretrained(folder, model_max_length="512")
+    with pytest.raises(InvalidInputError, match="model_max_length"):
+        Tokenizer.from_spm(folder / "spm.model", model_max_length=-5)
+    (tmp_path / "spm.model").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(InvalidInputError, match="SentencePiece model"):
+        Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "spm.model").write_bytes((folder / "spm.model").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(InvalidInputError, match="tokenizer_config.json"):
+        Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"added_tokens_decoder": {"x": {"content": "[MASK]"}}}')
+    with pytest.raises(InvalidInputError, match="must be an integer"):
+        Tokenizer.from_pretrained(tmp_path)

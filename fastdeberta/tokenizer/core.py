@@ -20,6 +20,7 @@ from .inputs import (
     as_id,
     as_ids,
     check_choice,
+    check_count,
     check_encodable,
     check_flag,
     check_text,
@@ -62,7 +63,7 @@ class Tokenizer:
         model_input_names: Sequence[str] | None = None,
     ):
         self._backend = backend
-        self.model_max_length = int(model_max_length) if model_max_length else DEFAULT_MODEL_MAX_LENGTH
+        self.model_max_length = check_count(model_max_length, "model_max_length") or DEFAULT_MODEL_MAX_LENGTH
         self._tokenizer_class = tokenizer_class
         self.padding_side = padding_side
         self.truncation_side = truncation_side
@@ -105,9 +106,14 @@ class Tokenizer:
         added_tokens: dict[str, int] | None = None,
     ) -> Tokenizer:
         """A tokenizer for a SentencePiece model file (``spm.model`` of DeBERTa v2/v3/mDeBERTa)."""
-        backend = SpmBackend(
-            Path(path).read_bytes(), do_lower_case=do_lower_case, split_by_punct=split_by_punct
-        )
+        data = Path(path).read_bytes()
+        try:
+            backend = SpmBackend(data, do_lower_case=do_lower_case, split_by_punct=split_by_punct)
+        except RuntimeError as err:  # sentencepiece's only error type for a file it cannot parse
+            raise InvalidInputError(
+                f"{path} cannot be read as a SentencePiece model (RuntimeError: {err}). Check that the file "
+                "is a complete spm.model (e.g. not a Git LFS pointer or a truncated download)."
+            ) from err
         return cls(
             backend,
             model_max_length=model_max_length,
