@@ -50,7 +50,7 @@ def make_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

@@ -242,9 +242,11 @@ class QuestionAnsweringPipeline(_TaskPipeline):
         outputs, _ = model_outputs(self.model, features, pad_id_of(self.tokenizer),
                                    options.get("batch_size") or self.batch_size,
                                    keys=("start_logits", "end_logits"), per_token=True)
+        windows: list[list[int]] = [[] for _ in pairs]          # feature rows of each question
+        for i, n in enumerate(owner):
+            windows[n].append(i)
         results = []
-        for n, (_, c) in enumerate(pairs):
-            rows = [i for i, o in enumerate(owner) if o == n]
+        for (_, c), rows in zip(pairs, windows):
             answers = decode_answers([outputs["start_logits"][i] for i in rows], [outputs["end_logits"][i] for i in rows],
                                      [features[i]["_offsets"] for i in rows], c, top_k, settings["max_answer_len"],
                                      settings["handle_impossible_answer"])

@@ -116,7 +116,7 @@ class Task:
     """The interface the CLI and the training loop use; one subclass per task module.
 
     name: the ``--task`` value; model_task: the head to load; pipeline_task: the pipeline whose output
-    format ``predict`` writes; metric: the metric that picks the best checkpoint.
+    format ``predict`` writes; metric: the evaluation metric that picks the best checkpoint.
     """
 
     name: str = ""
@@ -124,5 +124,24 @@ class Task:
     pipeline_task: str | None = None
     metric: str = "loss"
 
-    def __init__(self, **columns: str):
-        self.columns = columns
+    def read(self, path: Any, with_labels: bool = True) -> list[Any]:
+        """The examples of a data file (checked; errors name file and line)."""
+        raise NotImplementedError
+
+    def label_config(self, examples: list[Any]) -> dict[str, Any]:
+        """Config fields for a new head trained on ``examples`` (num_labels, id2label, ...)."""
+        raise NotImplementedError
+
+    def use_config(self, config: Any) -> None:
+        """Adopt a trained model's label map / problem type (before evaluation or prediction)."""
+        raise NotImplementedError
+
+    def features(self, examples: list[Any], tokenizer: Any, max_length: int,
+                 with_labels: bool = True) -> list[dict[str, Any]]:
+        """Model input rows (lists) for ``examples``; with labels for training."""
+        raise NotImplementedError
+
+    def evaluate(self, model: Any, tokenizer: Any, examples: list[Any], max_length: int,
+                 batch_size: int = 32) -> dict[str, float]:
+        """The task's metrics of ``model`` on labelled ``examples``."""
+        raise NotImplementedError

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import InvalidInputError
 from ..io import atomic_path, atomic_write_text
 from . import TASKS
@@ -100,8 +102,6 @@ def finetune(task_name: str, model: str | os.PathLike, train_file: str | os.Path
     train_examples = task.read(train_file)
     eval_examples = task.read(eval_file) if eval_file is not None else None
     head = task.label_config(train_examples)
-    import torch
-
     torch.manual_seed(training.get("seed", 42))        # the new head's initial weights follow the seed too
     net = load_for_task(model, task, head, **(load_options or {}))
     tokenizer = net.tokenizer
