@@ -296,7 +296,7 @@ class Trainer:
 
         state: dict[str, Any] = {"step": 0, "best_metric": None, "best_step": None, "bad_evals": 0,
                                  "loss_sum": 0.0, "loss_count": 0, "window": [], "window_metrics": {},
-                                 "metrics": {}}
+                                 "metrics": {}, "train_seconds": 0.0}
         if checkpoint is not None:
             state.update(load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)["state"])
             self._truncate_metrics(state["step"])
@@ -307,6 +307,8 @@ class Trainer:
         bar = tqdm(total=total, initial=state["step"], desc="train", unit="step", disable=not args.progress,
                    dynamic_ncols=True)
         acc = args.gradient_accumulation_steps
+        # wall time over every session of the run (kept in the checkpoints, not in the log)
+        session_started, seconds_before = time.perf_counter(), float(state.get("train_seconds", 0.0))
         window_started, window_examples, window_tokens = time.perf_counter(), 0, 0
         stop_early = False
         model.train()
@@ -374,6 +376,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{step_loss:.4f}", **{f"eval_{k}": f"{v:.4g}" for k, v in state["metrics"].items()})
                 if (args.save_steps and step % args.save_steps == 0) or (not args.save_steps and epoch_end) \
                         or last or stop_early:
+                    state["train_seconds"] = seconds_before + time.perf_counter() - session_started
                     save_checkpoint(args.output_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
                                     trainer_state={"state": state, "args": args.to_json(), "total_steps": total},
                                     save_model=self.save_model)
