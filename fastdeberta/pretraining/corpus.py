@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import html
 import html.parser
+import io
 import random
 import re
 import struct
@@ -287,7 +288,7 @@ def wiki_articles(dump_xml: bytes) -> Iterator[tuple[str, str]]:
     import xml.etree.ElementTree as ET
 
     title, namespace, redirect = "", "0", False
-    for _, elem in ET.iterparse(_BytesReader(dump_xml), events=("end",)):
+    for _, elem in ET.iterparse(io.BytesIO(dump_xml), events=("end",)):
         tag = elem.tag.rsplit("}", 1)[-1]
         if tag == "title":
             title = elem.text or ""
@@ -302,16 +303,6 @@ def wiki_articles(dump_xml: bytes) -> Iterator[tuple[str, str]]:
         elif tag == "page":
             title, namespace, redirect = "", "0", False
             elem.clear()
-
-
-class _BytesReader:
-    def __init__(self, data: bytes):
-        import io
-
-        self._buffer = io.BytesIO(data)
-
-    def read(self, size: int = -1) -> bytes:
-        return self._buffer.read(size)
 
 
 # ----------------------------------------------------------------------------- SWORD zText (the Bible)
