@@ -325,7 +325,14 @@ def _kind(value: Any) -> str:
     return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
 
 
-def _integer(minimum: int | None = None, *, optional: bool = False):
+# Upper bounds far beyond any real model, so that no accepted config describes a tensor whose size in
+# bytes overflows int64 (torch then fails deep inside, even on the meta device).
+MAX_INDEX = 2**31 - 1          # vocabulary / position / label counts: int32 ids
+MAX_WIDTH = 2**20              # hidden, intermediate and embedding widths
+MAX_LAYERS = 10_000
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None, *, optional: bool = False):
     def rule(name: str, value: Any) -> int | None:
         if value is None and optional:
             return None
@@ -337,6 +344,9 @@ def _integer(minimum: int | None = None, *, optional: bool = False):
                               f"({_kind(value)}){hint}.", field=name)
         if minimum is not None and value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}.", field=name)
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, got {value}; no DeBERTa model is that large, "
+                              "so the config.json is probably damaged.", field=name)
         return value
     return rule
 
@@ -390,36 +400,36 @@ def _activation(name: str, value: Any) -> str:
 
 
 _FIELD_RULES = {
-    "vocab_size": _integer(1),
-    "hidden_size": _integer(1),
-    "num_hidden_layers": _integer(1),
-    "num_attention_heads": _integer(1),
-    "intermediate_size": _integer(1),
+    "vocab_size": _integer(1, MAX_INDEX),
+    "hidden_size": _integer(1, MAX_WIDTH),
+    "num_hidden_layers": _integer(1, MAX_LAYERS),
+    "num_attention_heads": _integer(1, MAX_WIDTH),
+    "intermediate_size": _integer(1, MAX_WIDTH),
     "hidden_act": _activation,
     "hidden_dropout_prob": _number(0.0, 1.0),
     "attention_probs_dropout_prob": _number(0.0, 1.0),
-    "max_position_embeddings": _integer(1),
-    "type_vocab_size": _integer(0),
+    "max_position_embeddings": _integer(1, MAX_INDEX),
+    "type_vocab_size": _integer(0, MAX_INDEX),
     "initializer_range": _number(0.0),
     "layer_norm_eps": _number(0.0, strict_minimum=True),
-    "pad_token_id": _integer(0, optional=True),
+    "pad_token_id": _integer(0, MAX_INDEX, optional=True),
     "relative_attention": _boolean,
-    "max_relative_positions": _integer(),
-    "position_buckets": _integer(),
+    "max_relative_positions": _integer(None, MAX_INDEX),
+    "position_buckets": _integer(None, MAX_INDEX),
     "share_att_key": _boolean,
     "norm_rel_ebd": _text(NORM_REL_EBD),
     "position_biased_input": _boolean,
     "talking_head": _boolean,
-    "embedding_size": _integer(1, optional=True),
-    "conv_kernel_size": _integer(0),
+    "embedding_size": _integer(1, MAX_WIDTH, optional=True),
+    "conv_kernel_size": _integer(0, MAX_WIDTH),
     "conv_act": _activation,
-    "conv_groups": _integer(1),
-    "pooler_hidden_size": _integer(1, optional=True),
+    "conv_groups": _integer(1, MAX_WIDTH),
+    "pooler_hidden_size": _integer(1, MAX_WIDTH, optional=True),
     "pooler_dropout": _number(0.0, 1.0),
     "pooler_hidden_act": _activation,
     "cls_dropout": _number(0.0, 1.0, optional=True),
     "legacy": _boolean,
-    "num_labels": _integer(1, optional=True),
+    "num_labels": _integer(1, MAX_INDEX, optional=True),
 }
 
 

@@ -244,3 +244,12 @@ def test_save_pretrained_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize("field,value", [("vocab_size", 10**10), ("hidden_size", 10**10), ("intermediate_size", 2**21),
+                                         ("num_hidden_layers", 10**9), ("position_buckets", 2**40),
+                                         ("max_position_embeddings", 2**31)])
+def test_sizes_no_model_has_are_refused(field, value):
+    """Accepted sizes never describe a tensor whose byte size overflows (torch fails deep inside then)."""
+    with pytest.raises(ConfigError, match=f"{field} must be at most"):
+        DebertaConfig.from_dict(variant("v3", **{field: value}))

@@ -16,7 +16,7 @@ from conftest import variant
 from safetensors.torch import load_file, save_file
 
 import fastdeberta
-from fastdeberta import CheckpointError, UnsafePathError
+from fastdeberta import CheckpointError, ConfigError, UnsafePathError
 from fastdeberta.cli.main import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -180,28 +180,32 @@ def test_finite_weights_do_not_warn(saved_fast_model):
         fastdeberta.from_pretrained(folder)
 
 
-def _huge_vocab(folder: Path) -> None:
+def _set_vocab(folder: Path, vocab_size) -> None:
     config = json.loads((folder / "config.json").read_text())
-    config["vocab_size"] = 10_000_000_000
+    config["vocab_size"] = vocab_size
     (folder / "config.json").write_text(json.dumps(config))
 
 
 def test_config_claiming_a_huge_vocabulary_fails_before_allocating(saved_fast_model):
     folder, _ = saved_fast_model("v3", "base")
-    _huge_vocab(folder)
-    with pytest.raises(CheckpointError) as err:   # building the model first would ask for 1.3 TB
+    _set_vocab(folder, 2_000_000_000)
+    with pytest.raises(CheckpointError) as err:   # building the model first would ask for 256 GB
         fastdeberta.from_pretrained(folder)
-    assert "(300, 32)" in str(err.value) and "(10000000000, 32)" in str(err.value)
+    assert "(300, 32)" in str(err.value) and "(2000000000, 32)" in str(err.value)
     assert "word_embeddings" in str(err.value)
+    _set_vocab(folder, 1e10)                       # past any int32 token id: the config itself is refused
+    with pytest.raises(ConfigError, match="vocab_size must be at most 2147483647, got 10000000000"):
+        fastdeberta.from_pretrained(folder)
 
 
-def test_info_on_a_config_that_does_not_describe_the_weights(saved_fast_model, capsys):
+@pytest.mark.parametrize("vocab_size,needle", [(2_000_000_000, "wrong shape"), (1e10, "vocab_size must be at most")])
+def test_info_on_a_config_that_does_not_describe_the_weights(saved_fast_model, capsys, vocab_size, needle):
     folder, _ = saved_fast_model("v3", "base")
-    _huge_vocab(folder)
+    _set_vocab(folder, vocab_size)
     code = main(["info", "--model", str(folder), "--json"])
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
-    assert "wrong shape" in captured.err and "10000000000" in captured.err
+    assert needle in captured.err and str(folder) in captured.err
 
 
 # ----------------------------------------------------------------------------------------------------
