@@ -418,3 +418,25 @@ def test_wordnet_fortunes_and_dialogue():
         "hi there\nhello\nhow are you?\nfine.\nhi there\nhello\nhow are you?\nfine.",
         "hi there\nhello\nhow are you?\nfine.",
     ]
+
+
+def test_prepare_corpus_checksums_catch_a_changed_download(tmp_path, monkeypatch):
+    import hashlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_corpus.py"
+    spec = importlib.util.spec_from_file_location("prepare_corpus", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "prepare_corpus", module)     # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    artefact = tmp_path / "pkg_1.0_all.deb"
+    artefact.write_bytes(b"first download")
+    sums = module.check_sums([artefact], tmp_path / "SHA256SUMS")
+    assert sums == {artefact.name: hashlib.sha256(b"first download").hexdigest()}
+    assert (tmp_path / "SHA256SUMS").read_text() == f"{sums[artefact.name]}  {artefact.name}\n"
+    assert module.check_sums([artefact], tmp_path / "SHA256SUMS") == sums       # unchanged file: accepted
+    artefact.write_bytes(b"tampered download")
+    with pytest.raises(SystemExit, match="checksum mismatch"):
+        module.check_sums([artefact], tmp_path / "SHA256SUMS")
