@@ -261,6 +261,13 @@ def test_pack_corpus_round_trip_split_and_determinism(tmp_path):
     other = pack_corpus(tmp_path / "a.txt", tok, tmp_path / "other", seq_length=16, seed=4, progress=False)
     assert set(other) == {"train"}
 
+    train.check_tokenizer(tok)                                 # the tokenizer it was packed with: accepted
+    class _OtherMask(_CharTokenizer):
+        mask_token_id = 39
+
+    with pytest.raises(DataFormatError, match="mask_token_id: data 40 vs tokenizer 39"):
+        train.check_tokenizer(_OtherMask())
+
 
 def test_pack_corpus_refuses_empty_input(tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n   \n")

@@ -329,6 +329,20 @@ class PackedDataset(torch.utils.data.Dataset):
             raise DataFormatError(f"{self.path} has shape {tuple(self.data.shape)} but {header} says {expected}; "
                                   "the two files come from different runs: rebuild them")
 
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        """Raise :class:`DataFormatError` if the data was packed with another vocabulary than ``tokenizer``'s
+        (size, special ids, or the spm.model's hash differ); data without a header is not checked."""
+        packed = self.header.get("tokenizer")
+        if not packed:
+            return
+        current = _tokenizer_info(tokenizer)
+        differences = {key: (packed[key], current[key]) for key in current
+                       if key in packed and packed[key] != current[key]}
+        if differences:
+            details = ", ".join(f"{key}: data {a!r} vs tokenizer {b!r}" for key, (a, b) in differences.items())
+            raise DataFormatError(f"{self.path} was packed with a different tokenizer ({details}); pass the "
+                                  "tokenizer it was packed with, or pack the text again with this one")
+
     @property
     def seq_length(self) -> int:
         return int(self.data.shape[1])
