@@ -45,3 +45,11 @@ def test_tiny_model_learns(case, base, tmp_path, single_thread):
         for entities, row in zip(predictions, gold):
             words = [w for w, t in zip(row["tokens"], row["tags"]) if t == "B-PER"]
             assert [e["word"] for e in entities if e["entity_group"] == "PER"] == words
+        # raw text in, same entities out (character offsets into that text)
+        texts = ff.write_jsonl(tmp_path / "texts.jsonl", [{"text": " ".join(r["tokens"])} for r in gold])
+        predict_file(tmp_path / "out", texts, tmp_path / "t.jsonl")
+        from_text = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+        assert from_text == predictions
+        for entities, row in zip(from_text, gold):
+            text = " ".join(row["tokens"])
+            assert all(text[e["start"]:e["end"]] == e["word"] for e in entities)

@@ -211,7 +211,7 @@ def _predict(task: Task, net: Any, examples: list[Any], length: int, batch_size:
     if task.name == "token-classification":
         pipe = tp.TokenClassificationPipeline(net, batch_size=batch_size, max_length=length,
                                               aggregation_strategy=options.get("aggregation_strategy") or "first")
-        return pipe([" ".join(ex.tokens) for ex in examples])
+        return pipe([ex.text if ex.text is not None else " ".join(ex.tokens) for ex in examples])
     if task.name == "question-answering":
         pipe = tp.QuestionAnsweringPipeline(net, batch_size=batch_size, max_length=length,
                                             doc_stride=task.doc_stride, max_answer_len=task.max_answer_len,

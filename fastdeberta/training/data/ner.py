@@ -22,13 +22,22 @@ class TaggedSentence:
     tokens: list[str]
     tags: list[str] | None      # None when the file holds no tags (prediction input)
     where: str
+    text: str | None = None     # raw text, when a prediction input gives text instead of tokens
 
 
 def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_column: str = "tags",
-                require_tags: bool = True) -> list[TaggedSentence]:
-    """Sentences with word-level tags from a .jsonl or CoNLL file."""
+                require_tags: bool = True, text_column: str = "text") -> list[TaggedSentence]:
+    """Sentences with word-level tags from a .jsonl or CoNLL file.
+
+    Without ``require_tags`` (prediction input) a .jsonl / .csv / .tsv / .parquet file may give raw
+    text in ``text_column`` instead of a token list.
+    """
     path = Path(path)
     _check_file(path)
+    if not require_tags and path.suffix.lower() in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+        rows = read_rows(path)
+        if tokens_column not in rows[0].data and text_column in rows[0].data:
+            return [_text_row(row, text_column) for row in rows]
     if path.suffix.lower() in (".jsonl", ".json"):
         sentences = _read_jsonl(path, tokens_column, tags_column, require_tags)
     elif path.suffix.lower() in CONLL_TYPES:
@@ -40,6 +49,13 @@ def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_col
     if not sentences:
         raise DataError(f"{path} holds no sentences; it is empty")
     return sentences
+
+
+def _text_row(row, text_column: str) -> TaggedSentence:
+    text = row.get(text_column)
+    if not isinstance(text, str):
+        raise DataError(f"{row.where}: field {text_column!r} must be text, found {text!r:.60} (fields: {sorted(row.data)})")
+    return TaggedSentence(text.split(), None, row.where, text=text)
 
 
 def _read_jsonl(path: Path, tokens_column: str, tags_column: str, require_tags: bool) -> list[TaggedSentence]:
