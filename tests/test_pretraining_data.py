@@ -330,6 +330,9 @@ def test_write_and_read_documents(tmp_path):
     count, chars = C.write_documents(tmp_path / "d.txt", ["one\n\n two", "", "three"])
     assert (count, chars) == (2, len("one\ntwo") + len("three"))
     assert list(C.read_documents(tmp_path / "d.txt")) == ["one\ntwo", "three"]
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(C.CorpusFormatError, match="latin1.txt is not UTF-8"):
+        list(C.read_documents(tmp_path / "latin1.txt"))
 
 
 def test_sphinx_html_keeps_prose_drops_code_and_navigation():

@@ -92,6 +92,13 @@ def test_sample_lines_is_a_reproducible_uniform_sample(tmp_path):
     assert 30 < sum(n < 500 for n in numbers) < 70               # spread over the whole file
 
 
+def test_sample_lines_reads_jsonl_and_folders(tmp_path):
+    (tmp_path / "a.txt").write_text("one\ntwo\n\nthree\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "four\nfive"}) + "\n", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("not read\n")
+    assert sample_lines([tmp_path], None) == ["one", "two", "three", "four", "five"]
+
+
 def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="input not found"):
         train_tokenizer([tmp_path / "missing.txt"], tmp_path / "out", 300)

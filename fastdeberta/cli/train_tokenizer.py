@@ -14,13 +14,13 @@ HELP = "train a SentencePiece unigram vocabulary ([PAD]=0 [CLS]=1 [SEP]=2 [UNK]=
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "train-tokenizer", help=HELP, description=HELP.capitalize() + ". The output folder holds spm.model, "
+        "train-tokenizer", help=HELP, description=HELP[0].upper() + HELP[1:] + ". The output folder holds spm.model, "
         "tokenizer_config.json, special_tokens_map.json and added_tokens.json, loadable by "
         "fastdeberta.Tokenizer.from_pretrained and transformers' DebertaV2Tokenizer. Prints a JSON summary.",
     )
     parser.add_argument("--input", "-i", nargs="+", required=True,
-                        help="text files (one sentence or paragraph per line; blank lines are ignored) or "
-                             "folders of .txt files")
+                        help=".txt files (one sentence or paragraph per line; blank lines separate documents), "
+                             ".jsonl files ({\"text\": ...} per line) or folders of them")
     parser.add_argument("--vocab-size", type=int, required=True,
                         help="ids in all, [MASK] included: the model's embedding size (e.g. 12288); "
                              "[MASK] gets id N-1")

@@ -132,13 +132,16 @@ def read_documents(path: str | Path) -> Iterator[str]:
     """The documents of a blank-line-separated text file, streamed (lines inside a document kept)."""
     lines: list[str] = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.rstrip("\r\n")
-            if line.strip():
-                lines.append(line)
-            elif lines:
-                yield "\n".join(lines)
-                lines = []
+        try:
+            for line in fh:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    lines.append(line)
+                elif lines:
+                    yield "\n".join(lines)
+                    lines = []
+        except UnicodeDecodeError as err:
+            raise CorpusFormatError(f"{path} is not UTF-8 text ({err}); convert it to UTF-8 first") from err
     if lines:
         yield "\n".join(lines)
 

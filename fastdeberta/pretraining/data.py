@@ -37,7 +37,7 @@ import torch
 from ..io import atomic_path, atomic_write_text
 from .corpus import is_heldout, read_documents
 
-__all__ = ["iter_documents", "RowPacker", "pack_documents", "PackedWriter", "pack_corpus", "PackedDataset",
+__all__ = ["input_files", "iter_documents", "RowPacker", "pack_documents", "PackedWriter", "pack_corpus", "PackedDataset",
            "epoch_permutation", "DataFormatError", "HEADER_FORMAT"]
 
 HEADER_FORMAT = "fastdeberta-packed-v1"
@@ -49,7 +49,8 @@ class DataFormatError(ValueError):
 
 
 # -------------------------------------------------------------------------------------- documents
-def _input_files(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+def input_files(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The text files named by ``inputs``: files as given, folders searched for .txt / .jsonl (sorted)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[Path] = []
@@ -84,7 +85,7 @@ def _jsonl_documents(path: Path, field: str = "text") -> Iterator[str]:
 def iter_documents(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[str]:
     """Documents of text files, streamed: ``.txt`` files hold documents separated by blank lines,
     ``.jsonl`` files one ``{"text": ...}`` document per line; folders are searched for both (sorted)."""
-    for path in _input_files(inputs):
+    for path in input_files(inputs):
         if path.suffix == ".jsonl":
             yield from _jsonl_documents(path)
         else:
@@ -250,7 +251,7 @@ def pack_corpus(
     names = [split_names[0]] + ([split_names[1]] if valid_fraction > 0 else [])
     writers = {name: PackedWriter(output_dir / f"{name}.npy", seq_length, len(tokenizer), tokenizer.pad_token_id)
                for name in names}
-    files = _input_files(inputs)
+    files = input_files(inputs)
     documents = dict.fromkeys(names, 0)
     try:
         rng = random.Random(seed)

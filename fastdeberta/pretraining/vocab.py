@@ -14,8 +14,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from ..io import atomic_folder
@@ -24,7 +23,6 @@ __all__ = ["SPECIAL_PIECES", "train_sentencepiece", "sample_lines", "train_token
 
 # (name, piece) in id order: the ids the SentencePiece trainer is told to reserve
 SPECIAL_PIECES = (("pad", "[PAD]"), ("bos", "[CLS]"), ("eos", "[SEP]"), ("unk", "[UNK]"))
-MASK_TOKEN = "[MASK]"
 # lines longer than this (in bytes) are skipped by the SentencePiece trainer; we cut them instead
 MAX_LINE_BYTES = 4000
 
@@ -76,22 +74,22 @@ def train_sentencepiece(
     return model.getvalue()
 
 
-def _lines_of(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                yield line
+def sample_lines(inputs: Iterable[str | os.PathLike], max_lines: int | None, seed: int = 0) -> list[str]:
+    """The non-empty lines of the documents in ``inputs`` (cut to :data:`MAX_LINE_BYTES`), or a uniform
+    sample of ``max_lines`` of them (reservoir sampling, reproducible from ``seed``), in file order.
 
+    inputs: ``.txt`` / ``.jsonl`` files or folders of them, read as :func:`~fastdeberta.pretraining.data.iter_documents` does.
+    """
+    from .data import iter_documents
 
-def sample_lines(files: Iterable[str | os.PathLike], max_lines: int | None, seed: int = 0) -> list[str]:
-    """The non-empty lines of ``files`` (cut to :data:`MAX_LINE_BYTES`), or a uniform sample of
-    ``max_lines`` of them (reservoir sampling, reproducible from ``seed``), in file order."""
     rng = random.Random(seed)
     sample: list[tuple[int, str]] = []
     seen = 0
-    for path in files:
-        for line in _lines_of(Path(path)):
+    for document in iter_documents(list(inputs)):
+        for line in document.split("\n"):
+            line = line.strip()
+            if not line:
+                continue
             line = line.encode("utf-8")[:MAX_LINE_BYTES].decode("utf-8", errors="ignore")
             if max_lines is None or len(sample) < max_lines:
                 sample.append((seen, line))
@@ -102,22 +100,6 @@ def sample_lines(files: Iterable[str | os.PathLike], max_lines: int | None, seed
             seen += 1
     sample.sort()
     return [line for _, line in sample]
-
-
-def input_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Text files named by ``paths``: files as given, folders searched for ``*.txt`` (sorted)."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.txt") if p.is_file()))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"input not found: {path} (give text files or folders of .txt files)")
-    if not found:
-        raise FileNotFoundError(f"no .txt files under {[str(p) for p in paths]}")
-    return found
 
 
 def train_tokenizer(
@@ -131,7 +113,10 @@ def train_tokenizer(
     exact_size: bool = True,
     character_coverage: float = 0.9995,
 ) -> dict[str, Any]:
-    """Train a vocabulary on text files and save a tokenizer folder both fastdeberta and transformers load.
+    """Train a vocabulary on text and save a tokenizer folder both fastdeberta and transformers load.
+
+    inputs: ``.txt`` files (one sentence or paragraph per line; blank lines separate documents),
+        ``.jsonl`` files (``{"text": ...}`` per line) or folders of both.
 
     vocab_size: ids in all, [MASK] included: the SentencePiece model gets ``vocab_size - 1`` pieces
         ([PAD]=0, [CLS]=1, [SEP]=2, [UNK]=3, learned pieces) and [MASK] is ``vocab_size - 1``.
@@ -144,6 +129,8 @@ def train_tokenizer(
 
     if vocab_size < len(SPECIAL_PIECES) + 2:
         raise VocabTrainingError(f"vocab_size must leave room for the specials, [MASK] and pieces; got {vocab_size}")
+    from .data import input_files
+
     files = input_files(inputs)
     start = time.perf_counter()
     lines = sample_lines(files, max_sentences, seed)
