@@ -176,6 +176,11 @@ def test_evaluate_and_predict_errors_change_no_file(data, tmp_path, capsys, sing
     assert main(["predict", "--model", str(out), "--input", str(missing), "--output", str(predictions)]) == 2
     assert "missing.jsonl:1: has no column/field 'text'" in capsys.readouterr().err
     assert not predictions.exists()
+    ner_input = ff.write_jsonl(tmp_path / "ner.jsonl", [{"tokens": ["a", "b"], "tags": ["O", "O"]}])
+    assert main(["evaluate", "--model", str(out), "--data", str(ner_input), "--task", "token-classification",
+                 "--output", str(metrics)]) == 2
+    assert "holds a sequence-classification model, not a token-classification one" in capsys.readouterr().err
+    assert not metrics.exists()
     assert _snapshot(out) == before
 
 

@@ -52,20 +52,36 @@ def _limit(model: Any, tokenizer: Any, wanted: int | None, task: str) -> int:
 
 
 def load_for_task(model_ref: str | os.PathLike, task: Task, overrides: dict[str, Any] | None = None,
-                  **load_options: Any) -> Any:
-    """A model with ``task``'s head (a new head when the checkpoint has none) and its tokenizer."""
+                  new_head: bool = False, **load_options: Any) -> Any:
+    """A model with ``task``'s head and its tokenizer.
+
+    ``new_head=True`` (fine-tuning): a checkpoint without this head gets a fresh one, silently.
+    Otherwise (evaluation, prediction) a missing head is an error: a random head gives random answers.
+    """
     import warnings
 
-    from ..checkpoint import load_model
+    from ..checkpoint import infer_task, load_model
 
     overrides = dict(overrides or {})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*newly initialised weights.*")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = load_model(model_ref, task=task.model_task, ignore_mismatched_sizes=bool(overrides),
                            **load_options, **overrides)
+    fresh = [w for w in caught if "newly initialised weights" in str(w.message)]
+    for w in caught:
+        if w not in fresh:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    trained_for = infer_task(model.config)
+    if not new_head and trained_for not in ("base", task.model_task):
+        raise InvalidInputError(f"{model_ref} holds a {trained_for} model, not a {task.model_task} one; give the "
+                                f"--task it was trained for ({trained_for})")
+    if fresh and not new_head:
+        raise InvalidInputError(f"{model_ref} has no trained {task.model_task} head ({fresh[0].message}); "
+                                f"train one with 'fastdeberta train --task {task.name}', or give the --task "
+                                "the model was trained for")
     if model.tokenizer is None:
-        raise ValueError(f"{model_ref} has no tokenizer files (spm.model, vocab.json + merges.txt, tokenizer.json); "
-                         "fine-tuning needs the model's tokenizer beside its weights")
+        raise InvalidInputError(f"{model_ref} has no tokenizer files (spm.model, vocab.json + merges.txt, "
+                                "tokenizer.json); the model's tokenizer must sit beside its weights")
     return model
 
 
@@ -103,7 +119,7 @@ def finetune(task_name: str, model: str | os.PathLike, train_file: str | os.Path
     eval_examples = task.read(eval_file) if eval_file is not None else None
     head = task.label_config(train_examples)
     torch.manual_seed(training.get("seed", 42))        # the new head's initial weights follow the seed too
-    net = load_for_task(model, task, head, **(load_options or {}))
+    net = load_for_task(model, task, head, new_head=True, **(load_options or {}))
     tokenizer = net.tokenizer
     length = _limit(net, tokenizer, max_length, task.name)
     features = task.features(train_examples, tokenizer, length)
