@@ -143,12 +143,15 @@ def check_config_overrides(overrides: dict[str, Any], config: Any, where: str = 
             + (f"; also unknown: {unknown[1:]}" if len(unknown) > 1 else ""))
 
 
-def check_known_keywords(kwargs: dict[str, Any], known: tuple[str, ...] | list[str], where: str) -> None:
-    """Raise InputTypeError for the first keyword of ``kwargs`` not in ``known`` (closest name suggested)."""
+def check_known_keywords(kwargs: dict[str, Any], known: tuple[str, ...] | list[str], where: str,
+                         accepted: str | None = None) -> None:
+    """Raise InputTypeError for the first keyword of ``kwargs`` not in ``known`` (closest name suggested);
+    ``accepted`` describes the known keywords (default: all of them listed)."""
     unknown = [k for k in kwargs if k not in known]
     if unknown:
+        accepted = accepted or f"Accepted: {', '.join(sorted(set(known)))}"
         raise InputTypeError(f"{where} got an unknown keyword argument {unknown[0]!r}."
-                             f"{_closest(unknown[0], list(known))} Accepted: {', '.join(sorted(known))}")
+                             f"{_closest(unknown[0], list(known))} {accepted}")
 
 
 # ----------------------------------------------------------------------------- sentence-transformers files

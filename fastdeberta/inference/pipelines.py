@@ -247,8 +247,9 @@ class FeatureExtractionPipeline(Pipeline):
         if truncation is not None:
             options["truncation"] = truncation
         length = _tokenizer_options(options, default_max_length(self.model, self.tokenizer))
+        no_limit = 1 << 30    # truncation=False: the model itself then refuses what it cannot take
         tokens = encode(self.model, texts, tokenizer=self.tokenizer, output_value="token_embeddings",
-                        batch_size=batch_size or self.batch_size, max_length=length or 1 << 30,
+                        batch_size=batch_size or self.batch_size, max_length=length or no_limit,
                         convert_to="torch") if texts else []
         as_tensors = self.return_tensors if return_tensors is None else return_tensors
         out = [t.unsqueeze(0) if as_tensors else t.unsqueeze(0).tolist() for t in tokens]     # (1, L, D) each
@@ -315,11 +316,15 @@ def _check_pipeline_kwargs(task: str, cls: type[Pipeline], kwargs: dict[str, Any
     from ..compat import CONFIG_ATTRIBUTES, LOAD_KEYWORDS, check_known_keywords
     from ..config import DebertaConfig
 
-    known = list(_PIPELINE_KWARGS[cls]) + list(_HUB_KWARGS)
+    own = list(_PIPELINE_KWARGS[cls])
+    known = own + list(_HUB_KWARGS)
+    accepted = f"The {task} pipeline takes {', '.join(own)}"
     if loading:
         known += [k for k in LOAD_KEYWORDS if k != "task"] + list(CONFIG_ATTRIBUTES)
         known += [f.name for f in fields(DebertaConfig) if f.name != "extra"]
-    check_known_keywords(kwargs, known, f"pipeline({task!r})")
+        accepted += ("; other keywords go to fastdeberta.from_pretrained: loading options (dtype/torch_dtype, "
+                     "device_map, attn_implementation, cache_dir, ...) or config fields (e.g. num_labels)")
+    check_known_keywords(kwargs, known, f"pipeline({task!r})", accepted)
 
 
 def pipeline(task: str, model: Any = None, tokenizer: Any = None, device: Any = None, dtype: Any = None,
