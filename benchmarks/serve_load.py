@@ -2,6 +2,7 @@
 the same load with one input per forward pass (``--max-batch-requests 1``) for comparison.
 
     python benchmarks/serve_load.py                        # a tiny random model built in a temp folder
+    python benchmarks/serve_load.py --size small           # hidden 256, 6 layers
     python benchmarks/serve_load.py --model FOLDER --clients 16 --duration 20 --json serve.json
 
 For each mode the script starts ``python -m fastdeberta serve`` on 127.0.0.1 (a free port), runs
@@ -40,9 +41,13 @@ WORDS = ("free software license terms copy distribute program work cat sat on th
 
 
 # ------------------------------------------------------------------------------------------ model
-def tiny_model(folder: Path) -> Path:
-    """A randomly initialised DeBERTa-v3-style encoder (hidden 64, 4 layers) with a SentencePiece
-    vocabulary trained on the licence texts of this machine, saved in ``folder``."""
+SIZES = {"tiny": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
+         "small": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024)}
+
+
+def random_model(folder: Path, size: str = "tiny") -> Path:
+    """A randomly initialised DeBERTa-v3-style encoder of ``SIZES[size]`` with a SentencePiece vocabulary
+    trained on the licence texts of this machine, saved in ``folder``."""
     import io
 
     import sentencepiece as spm
@@ -64,8 +69,8 @@ def tiny_model(folder: Path) -> Path:
     (folder / "spm.model").write_bytes(model_file.getvalue())
     tokenizer = Tokenizer.from_spm(folder / "spm.model")
     config = DebertaConfig.from_dict(dict(
-        model_type="deberta-v2", vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=4,
-        num_attention_heads=4, intermediate_size=256, max_position_embeddings=512, relative_attention=True,
+        model_type="deberta-v2", vocab_size=tokenizer.vocab_size, **SIZES[size], max_position_embeddings=512,
+        relative_attention=True,
         position_buckets=64, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True,
         pos_att_type="p2c|c2p", position_biased_input=False, type_vocab_size=0))
     torch.manual_seed(0)
@@ -168,12 +173,14 @@ def run_load(url: str, clients: int, duration: float, max_texts: int, seed: int)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model folder (default: a tiny random model in a temp folder)")
+    parser.add_argument("--model", default=None, help="model folder (default: a random model of --size in a temp folder)")
+    parser.add_argument("--size", choices=list(SIZES), default="tiny",
+                        help="without --model: tiny (hidden 64, 4 layers) or small (hidden 256, 6 layers)")
     parser.add_argument("--clients", type=int, default=8, help=f"concurrent clients (default 8, at most {MAX_CLIENTS})")
     parser.add_argument("--duration", type=float, default=10.0,
                         help=f"seconds of load per mode (default 10, at most {MAX_DURATION:g})")
     parser.add_argument("--max-texts", type=int, default=4, help="texts per request: 1 to this (default 4)")
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the server (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="the server's --threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -181,15 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--clients must be in 1..{MAX_CLIENTS}")
     if not 0 < args.duration <= MAX_DURATION:
         parser.error(f"--duration must be in (0, {MAX_DURATION:g}]")
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-
+    threads = ["--threads", str(args.threads)] if args.threads else []
     with tempfile.TemporaryDirectory(prefix="fastdeberta-serve-load-") as tmp:
-        model = args.model or str(tiny_model(Path(tmp) / "tiny"))
+        model = args.model or str(random_model(Path(tmp) / args.size, args.size))
         results = {}
         modes = {"dynamic batching": [], "one input per forward": ["--max-batch-requests", "1"]}
         for name, extra in modes.items():
-            server = Server(model, ["--max-concurrent-requests", str(max(64, 2 * args.clients)), *extra])
+            server = Server(model, ["--max-concurrent-requests", str(max(64, 2 * args.clients)), *threads, *extra])
             try:
                 run_load(server.url, min(args.clients, 2), min(2.0, args.duration), args.max_texts, args.seed + 99)
                 results[name] = run_load(server.url, args.clients, args.duration, args.max_texts, args.seed)
@@ -197,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault(name, {})["exit_code"] = server.stop()
     batched, single = results["dynamic batching"], results["one input per forward"]
     gain = batched["inputs_per_s"] / single["inputs_per_s"] if single.get("inputs_per_s") else float("nan")
-    summary = {"model": args.model or "tiny random (hidden 64, 4 layers)", "clients": args.clients,
+    size = SIZES[args.size]
+    summary = {"model": args.model or f"random {args.size} (hidden {size['hidden_size']}, "
+                                      f"{size['num_hidden_layers']} layers)", "clients": args.clients,
                "duration_s": args.duration, "cpu": _cpu(), "torch_threads": args.threads or "default",
                "results": results, "throughput_gain": round(gain, 2)}
     print(f"{'mode':<24}{'req/s':>8}{'inputs/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'inputs/fwd':>12}  statuses")

@@ -211,11 +211,15 @@ def test_info_health_metrics_and_routes_for_the_model(mlm):
     async def body(client):
         await client.post("/embed", json={"inputs": TEXTS})
         await client.post("/embed", json={"inputs": []})
-        return [await client.get("/info"), await client.get("/health"), await client.get("/metrics"),
-                await client.post("/predict", json={"inputs": "x"})]
+        answers = [await client.get("/info"), await client.get("/health"), await client.get("/metrics"),
+                   await client.post("/predict", json={"inputs": "x"})]
+        app.state.server.draining = True   # what SIGTERM sets: /health turns 503 while requests finish
+        return answers + [await client.get("/health"), await client.post("/embed", json={"inputs": "in flight"})]
 
-    info, health, metrics, predict = sf.run_client(app, body)
+    info, health, metrics, predict, draining, late = sf.run_client(app, body)
     assert health.status_code == 200
+    assert draining.status_code == 503 and draining.json()["error_type"] == "unhealthy"
+    assert late.status_code == 200   # requests that reach the app while it drains are still answered
     data = info.json()
     assert data["model_dtype"] == "float32" and data["task"] == "masked-lm"
     assert data["model_type"] == {"embedding": {"pooling": "mean"}}
@@ -408,7 +412,8 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_help_and_clear_errors(capsys):
     _, help_text, _ = cli(capsys, "--help")
     for option in ("--model", "--task", "--host", "--port", "--max-batch-tokens", "--max-concurrent-requests",
-                   "--max-input-length", "--dtype", "--engine", "--request-timeout", "--max-client-batch-size"):
+                   "--max-input-length", "--dtype", "--engine", "--request-timeout", "--max-client-batch-size",
+                   "--threads"):
         assert option in help_text
     code, _, err = cli(capsys)
     assert code == 2 and "--model" in err and "default model" in err

@@ -41,6 +41,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     runtime.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                          help="load the weights in this dtype (default: as stored)")
     runtime.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda (default: cpu)")
+    runtime.add_argument("--threads", type=int, default=None,
+                         help="torch threads for the model (default: torch's choice; 1 is often fastest on a "
+                              "busy or small machine)")
 
     net = parser.add_argument_group("server")
     net.add_argument("--host", default="127.0.0.1",
@@ -96,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
     settings = _settings(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError(f"--threads must be a positive int, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     engine = load_engine(args.model, task=args.task, engine=args.engine, dtype=args.dtype, device=args.device,
                          pooling=args.pooling, max_input_length=args.max_input_length, revision=args.revision,
                          cache_dir=args.cache_dir, local_files_only=bool(args.offline))

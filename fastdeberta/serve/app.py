@@ -128,7 +128,8 @@ class ServerState:
         return self.settings.auto_truncate if requested is None else requested
 
     async def in_thread(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run tokenization / formatting work in a tokenization thread; its ValueError/TypeError -> 422."""
+        """Run tokenization work in a tokenization thread; a ValueError there (the tokenizer refuses the input)
+        becomes a 422 ``tokenizer`` error."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.tokenizer_threads, functools.partial(fn, *args, **kwargs))
