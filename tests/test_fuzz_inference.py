@@ -68,7 +68,8 @@ def test_random_encode_calls(texts, kwargs):
         np.testing.assert_allclose(np.linalg.norm(vectors.reshape(count, -1), axis=1), 1.0, rtol=1e-4)
 
 
-PIPELINE_ARGS = ["top_k", "targets", "batch_size", "device", "truncation", "max_length", "foo"]
+PIPELINE_ARGS = ["top_k", "targets", "device", "dtype", "batch_size", "foo"]
+CALL_ARGS = ("top_k", "targets")
 
 
 @fuzz_settings(examples=40)
@@ -77,16 +78,26 @@ PIPELINE_ARGS = ["top_k", "targets", "batch_size", "device", "truncation", "max_
 def test_random_pipeline_calls(task, texts, kwargs):
     model = _model()
     before = _snapshot(model)
+    construct = {k: v for k, v in kwargs.items() if k not in CALL_ARGS}
 
     def call():       # call-time options only where the task has them (others: Python's own TypeError)
-        call_kwargs = {k: v for k, v in kwargs.items() if k in ("top_k", "targets") and task == "fill-mask"}
-        return fastdeberta.pipeline(task, model=model)(texts, **call_kwargs)
+        call_kwargs = {k: v for k, v in kwargs.items() if k in CALL_ARGS and task == "fill-mask"}
+        return fastdeberta.pipeline(task, model=model, **construct)(texts, **call_kwargs)
 
     result, error = documented_outcome(call)
     event(f"{task}: {type(error).__name__ if error is not None else 'result'}")
-    assert _snapshot(model) == before
+    if error is not None or not ({"device", "dtype"} & construct.keys()):
+        assert _snapshot(model) == before      # a pipeline may move the model only when asked, and did not fail
+    model.to(before[0], before[1])
     if error is None and task == "fill-mask":
         flat = result
         while isinstance(flat, list) and flat and isinstance(flat[0], list):
             flat = [item for sub in flat for item in sub]
         assert all(0.0 <= p["score"] <= 1.0 for p in flat)
+
+
+@pytest.mark.xfail(strict=True, reason="inference/batching.py (compatibility helper's area) raises a plain "
+                   "ValueError for batch_size=None; found by the long fuzz profile")
+def test_encode_batch_size_none_is_a_documented_error():
+    _, error = documented_outcome(lambda: _model().encode("a", batch_size=None, show_progress_bar=False))
+    assert error is not None and "batch_size" in str(error)
