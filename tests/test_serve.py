@@ -440,3 +440,20 @@ def test_onnxruntime_engine_serves_the_same_embeddings(tmp_path, mlm):
     response = sf.run_client(app, lambda c: c.post("/embed", json={"inputs": TEXTS, "normalize": False}))
     assert response.status_code == 200, response.text
     assert torch.allclose(torch.tensor(response.json()), torch.as_tensor(mlm.encode(TEXTS)), atol=1e-4)
+
+
+def test_request_fields_and_defaults_are_teis(mlm):
+    """Every field TEI documents for /embed, /predict, /rerank, /tokenize exists here with TEI's default."""
+    spec = sf.app_for(mlm).openapi()
+    components = spec["components"]["schemas"]
+    for route, fields in sf.TEI_REQUEST_DEFAULTS.items():
+        ref = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = components[ref.rsplit("/", 1)[-1]]
+        for name, default in fields.items():
+            assert name in schema["properties"], (route, name)
+            if default is None and name in ("inputs", "query", "texts"):
+                assert name in schema["required"], (route, name)
+            else:
+                assert schema["properties"][name].get("default") == default, (route, name)
+        for status in (413, 422, 424, 429):
+            assert str(status) in spec["paths"][route]["post"]["responses"], (route, status)
