@@ -221,6 +221,7 @@ def test_info_health_metrics_and_routes_for_the_model(mlm):
     assert draining.status_code == 503 and draining.json()["error_type"] == "unhealthy"
     assert late.status_code == 200   # requests that reach the app while it drains are still answered
     data = info.json()
+    assert sf.schema_errors(data, sf.TEI["Info"]) == []
     assert data["model_dtype"] == "float32" and data["task"] == "masked-lm"
     assert data["model_type"] == {"embedding": {"pooling": "mean"}}
     assert (data["max_batch_tokens"], data["max_concurrent_requests"], data["max_input_length"]) == (1024, 7, 100)
