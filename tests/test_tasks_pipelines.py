@@ -220,3 +220,29 @@ def test_qa_pipeline_format(root, single_thread):
         qa(question="what ?", context=context, doc_stride=400)
     with pytest.raises(ValueError, match="question and context must be non-empty strings"):
         qa(question="", context=context)
+
+
+@pytest.mark.parametrize("strategy", ["simple", "first", "max"])
+def test_token_classification_stride_windows_equal_transformers(root, strategy, single_thread):
+    """A text longer than the model's length, read in windows overlapping by `stride` tokens: the same
+    entities as transformers' pipeline with the same window length and stride."""
+    folder = _checkpoint("token-classification", tuple(NER_LABELS.items()), root)
+    text = " ".join(NER_TEXTS * 3)
+    ours = pipeline("token-classification", model=folder, aggregation_strategy=strategy, max_length=16, stride=4)
+    theirs = _theirs("token-classification", folder)
+    theirs.tokenizer.model_max_length = 16
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = _without_leading_space(theirs(text, aggregation_strategy=strategy, stride=4), text)
+    got = ours(text)
+    assert len(ours.tokenizer(text)["input_ids"]) > 3 * 16                  # several windows
+    assert max(e["start"] for e in got) > len(text) // 2                   # entities past the first window
+    _same(got, expected)
+    truncated = pipeline("token-classification", model=folder, aggregation_strategy=strategy, max_length=16)(text)
+    assert max((e["end"] for e in truncated), default=0) < len(text) // 3    # without stride: cut off
+    with pytest.raises(ValueError, match="stride needs an aggregation_strategy other than 'none'"):
+        ours(text, aggregation_strategy="none")
+    with pytest.raises(ValueError, match=r"stride must be an int in \[0, 14\)"):
+        ours(text, stride=14)

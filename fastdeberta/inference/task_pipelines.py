@@ -109,26 +109,59 @@ class TokenClassificationPipeline(_TaskPipeline):
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int = 8,
                  max_length: int | None = None, aggregation_strategy: str = "none",
-                 ignore_labels: Sequence[str] = ("O",)):
+                 ignore_labels: Sequence[str] = ("O",), stride: int | None = None):
         super().__init__(model, tokenizer, device, batch_size, max_length)
         self.aggregation_strategy = _check_aggregation(aggregation_strategy)
         self.ignore_labels = list(ignore_labels)
+        self.stride = stride
 
     def __call__(self, inputs: str | Sequence[str], aggregation_strategy: str | None = None,
-                 ignore_labels: Sequence[str] | None = None, batch_size: int | None = None) -> list:
+                 ignore_labels: Sequence[str] | None = None, batch_size: int | None = None,
+                 stride: int | None = None) -> list:
+        """Entities of each text. ``stride``: texts longer than the model's length are read in windows that
+        overlap by ``stride`` tokens (overlapping entities: the longer, then the higher-scored one is kept,
+        as in transformers); without it they are truncated."""
         texts, single = _check_texts(inputs)
         strategy = _check_aggregation(aggregation_strategy or self.aggregation_strategy)
         ignore = self.ignore_labels if ignore_labels is None else list(ignore_labels)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
-        features = [{"input_ids": ids} for ids in enc["input_ids"]]
-        outputs, _ = model_outputs(self.model, features, pad_id_of(self.tokenizer), batch_size or self.batch_size,
-                                   per_token=True)
-        results = []
-        for text, ids, offsets, logits in zip(texts, enc["input_ids"], enc["offset_mapping"], outputs["logits"]):
-            tokens = self._tokens(text, ids, offsets, logits.softmax(-1))
-            entities = self._aggregate(tokens, strategy)
-            results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore])
+        stride = self.stride if stride is None else stride
+        if stride is not None and strategy == "none":
+            raise ValueError("stride needs an aggregation_strategy other than 'none' (overlapping windows see the "
+                             "same tokens twice), as in transformers")
+        windows, owner = [], []
+        for n, text in enumerate(texts):
+            for window in self._windows(text, stride):
+                windows.append(window)
+                owner.append(n)
+        outputs, _ = model_outputs(self.model, [{"input_ids": ids} for ids, _ in windows], pad_id_of(self.tokenizer),
+                                   batch_size or self.batch_size, per_token=True)
+        found: list[list[dict[str, Any]]] = [[] for _ in texts]
+        counts = [0] * len(texts)
+        for n, (ids, offsets), logits in zip(owner, windows, outputs["logits"]):
+            entities = self._aggregate(self._tokens(texts[n], ids, offsets, logits.softmax(-1)), strategy)
+            found[n] += [e for e in entities if e.get("entity", e.get("entity_group")) not in ignore]
+            counts[n] += 1
+        results = [_merge_overlapping(entities) if count > 1 else entities for entities, count in zip(found, counts)]
         return results[0] if single else results
+
+    def _windows(self, text: str, stride: int | None) -> list[tuple[list[int], list[Any]]]:
+        """``(input_ids, offsets)`` of each window of ``text`` ([CLS] ... [SEP]; one truncated window without stride)."""
+        if stride is None:
+            enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+            return [(list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])]
+        width = self.max_length - 2
+        if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < width:
+            raise ValueError(f"stride must be an int in [0, {width}) (the window is max_length - 2 = {width} tokens), "
+                             f"got {stride!r}")
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        cls_id, sep_id, edge = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, (0, 0)
+        out, start = [], 0
+        while True:
+            out.append(([cls_id, *ids[start:start + width], sep_id], [edge, *offsets[start:start + width], edge]))
+            if start + width >= len(ids):
+                return out
+            start += width - stride
 
     def _tokens(self, text: str, ids: list[int], offsets: list[Any], probs: torch.Tensor) -> list[dict[str, Any]]:
         """One record per non-special token: its piece, scores, position and whether it continues a word."""
@@ -196,6 +229,25 @@ class TokenClassificationPipeline(_TaskPipeline):
         return [{"entity_group": _tag(g[0]["entity"])[1], "score": sum(e["score"] for e in g) / len(g),
                  "word": self._text([p for e in g for p in e["_pieces"]]), "start": g[0]["start"],
                  "end": g[-1]["end"]} for g in groups]
+
+
+def _merge_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entities from overlapping windows, sorted by start; of two that overlap, the longer (then the
+    higher-scored) one stays (transformers' rule)."""
+    if not entities:
+        return entities
+    ordered = sorted(entities, key=lambda e: e["start"])
+    kept, current = [], ordered[0]
+    for entity in ordered[1:]:
+        if current["start"] <= entity["start"] < current["end"]:
+            longer = entity["end"] - entity["start"] - (current["end"] - current["start"])
+            if longer > 0 or (longer == 0 and entity["score"] > current["score"]):
+                current = entity
+        else:
+            kept.append(current)
+            current = entity
+    kept.append(current)
+    return kept
 
 
 def _tag(label: str) -> tuple[str, str]:
@@ -317,7 +369,7 @@ TASK_PIPELINES: dict[str, type[Pipeline]] = {
 }
 TASK_PIPELINE_KWARGS: dict[type[Pipeline], tuple[str, ...]] = {
     TextClassificationPipeline: ("batch_size", "max_length"),
-    TokenClassificationPipeline: ("batch_size", "max_length", "aggregation_strategy", "ignore_labels"),
+    TokenClassificationPipeline: ("batch_size", "max_length", "aggregation_strategy", "ignore_labels", "stride"),
     QuestionAnsweringPipeline: ("batch_size", "max_length", "doc_stride", "max_answer_len", "max_question_len",
                                 "top_k", "handle_impossible_answer"),
     ZeroShotClassificationPipeline: ("batch_size", "max_length", "hypothesis_template", "multi_label"),
