@@ -19,6 +19,19 @@ from pathlib import Path
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_folder"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)          # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, *, folder: bool) -> None:
+    """Give a temporary file/folder (created owner-only by tempfile) the permissions a plain
+    open()/mkdir() would have given it, so atomic writes do not change who may read the result."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):           # not every platform/filesystem allows it
         fd = os.open(folder, os.O_RDONLY)
@@ -40,6 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _default_mode(tmp, folder=False)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:        # flush the data to disk before the rename
@@ -73,6 +87,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _default_mode(tmp, folder=True)
     try:
         yield tmp
         old = None
