@@ -68,11 +68,15 @@ def test_prompts_truncate_dim_and_normalize(pair):
         np.testing.assert_allclose(a, b, atol=1e-6, err_msg=str(kwargs))
     with pytest.raises(InvalidInputError, match="prompt_name 'nope'.*passage.*query"):
         ours.encode(TEXTS, prompt_name="nope")
-    ours.default_prompt_name = "query"   # used when no prompt is named, as sentence-transformers does
+    ours.default_prompt_name = st.default_prompt_name = "query"   # used when no prompt is named
     try:
         np.testing.assert_allclose(ours.encode(TEXTS), st.encode(TEXTS, prompt_name="query"), atol=1e-6)
+        for method in ("encode_query", "encode_document"):   # their own prompt, never the default one
+            np.testing.assert_allclose(getattr(ours, method)(TEXTS), getattr(st, method)(TEXTS), atol=1e-6,
+                                       err_msg=method)
     finally:
-        ours.default_prompt_name = None
+        ours.default_prompt_name = st.default_prompt_name = None
+    np.testing.assert_allclose(ours.encode_query(TEXTS), ours.encode(TEXTS, prompt_name="query"), atol=0)
     ours.truncate_dim = 16
     try:
         assert ours.get_sentence_embedding_dimension() == 16 and ours.encode(TEXTS).shape == (len(TEXTS), 16)

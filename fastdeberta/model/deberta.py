@@ -191,6 +191,15 @@ class DebertaPreTrained(nn.Module):
         return encode(self, texts, **kwargs)
 
     # ------------------------------------------------------------------ sentence-transformers' model API
+    def encode_query(self, texts=None, **kwargs: Any):
+        """``encode`` with the "query" prompt when none is named (no prompt if the model has none)."""
+        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("query", "")))
+
+    def encode_document(self, texts=None, **kwargs: Any):
+        """``encode`` with the "document" prompt when none is named (no prompt if the model has none: as
+        sentence-transformers, which always defines "document", so its "passage" fallback never applies)."""
+        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("document", "")))
+
     def sentence_transformers_settings(self, settings: dict[str, Any]) -> None:
         """Apply what a sentence-transformers folder says (prompts, pooling, normalize, similarity, length)."""
         for name in ("prompts", "default_prompt_name", "similarity_fn_name", "pooling", "normalize", "include_prompt"):
@@ -231,6 +240,13 @@ class DebertaPreTrained(nn.Module):
         from ..inference.embed import similarity
 
         return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine", pairwise=True)
+
+
+def _with_prompt(kwargs: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """``kwargs`` with ``prompt`` unless the caller named a prompt (an empty one also blocks the default)."""
+    if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+        return dict(kwargs, prompt=prompt)
+    return kwargs
 
 
 class DebertaModel(DebertaPreTrained):
