@@ -53,3 +53,10 @@ def test_tiny_model_learns(case, base, tmp_path, single_thread):
         for entities, row in zip(from_text, gold):
             text = " ".join(row["tokens"])
             assert all(text[e["start"]:e["end"]] == e["word"] for e in entities)
+        # windows of 12 tokens overlapping by 4: every sentence still gets its names
+        predict_file(tmp_path / "out", texts, tmp_path / "w.jsonl", max_length=12,
+                     pipeline_options={"stride": 4, "aggregation_strategy": "first"})
+        windowed = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+        found = sum(e["entity_group"] == "PER" for entities in windowed for e in entities)
+        expected = sum(t == "B-PER" for row in gold for t in row["tags"])
+        assert found >= 0.9 * expected

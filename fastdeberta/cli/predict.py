@@ -34,6 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--aggregation-strategy", choices=["none", "simple", "first", "average", "max"],
                         default="first", help="token classification: how tokens form entities (default first: "
                         "each word takes its first sub-token's tag, as the model was trained; simple groups raw tokens)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="token classification: read texts longer than --max-length in windows overlapping by "
+                             "this many tokens (default: truncate)")
     parser.add_argument("--handle-impossible-answer", action="store_true",
                         help="question answering: allow the empty answer (SQuAD v2 models)")
     add_task_columns(parser)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.endswith(".jsonl"):
         raise CliError(f"--output must be a .jsonl file, got {args.output!r}")
     options = {"top_k": args.top_k if args.top_k is not None else "legacy", "function_to_apply": args.function_to_apply,
-               "aggregation_strategy": args.aggregation_strategy,
+               "aggregation_strategy": args.aggregation_strategy, "stride": args.stride,
                "handle_impossible_answer": args.handle_impossible_answer}
     count = predict_file(args.model, args.input, args.output, task_name=args.task, task_options=task_options(args),
                          max_length=args.max_length, batch_size=args.batch_size, pipeline_options=options,

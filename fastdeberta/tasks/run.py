@@ -226,7 +226,8 @@ def _predict(task: Task, net: Any, examples: list[Any], length: int, batch_size:
         return pipe(inputs, top_k=top_k, function_to_apply=options.get("function_to_apply"))
     if task.name == "token-classification":
         pipe = tp.TokenClassificationPipeline(net, batch_size=batch_size, max_length=length,
-                                              aggregation_strategy=options.get("aggregation_strategy") or "first")
+                                              aggregation_strategy=options.get("aggregation_strategy") or "first",
+                                              stride=options.get("stride"))
         return pipe([ex.text if ex.text is not None else " ".join(ex.tokens) for ex in examples])
     if task.name == "question-answering":
         pipe = tp.QuestionAnsweringPipeline(net, batch_size=batch_size, max_length=length,
