@@ -24,6 +24,7 @@ from .errors import InputTypeError, InvalidInputError
 __all__ = [
     "ATTN_IMPLEMENTATIONS",
     "SIMILARITY_FUNCTIONS",
+    "SentenceTransformersMixin",
     "check_config_overrides",
     "read_sentence_transformers_files",
     "transformers_load_options",
@@ -248,3 +249,93 @@ def read_sentence_transformers_files(folder: str | os.PathLike) -> dict[str, Any
             if pooling.get("include_prompt") is False:
                 found["include_prompt"] = False
     return found
+
+
+# ----------------------------------------------------------------------------- sentence-transformers' model API
+class SentenceTransformersMixin:
+    """sentence-transformers' model API for fastdeberta models: ``encode`` (and ``encode_query`` /
+    ``encode_document``), ``similarity``, prompts, ``max_seq_length``, ... The settings are read from a
+    sentence-transformers folder on load and written to one on save. Kept out of the model classes'
+    file: the model code does not depend on it, and this code needs only ``config``, ``tokenizer`` and
+    ``base_model`` from the model."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prompts: dict[str, str] = {}
+        self.default_prompt_name: str | None = None
+        self.similarity_fn_name: str | None = None     # None: "cosine" when similarity() is called
+        self.pooling = "mean"
+        self.normalize_embeddings = False
+        self.truncate_dim: int | None = None
+        self.include_prompt = True      # prompt tokens are pooled too (False is not supported by encode)
+        self._max_seq_length: int | None = None
+
+    def encode(self, texts: Any = None, **kwargs: Any) -> Any:
+        """Sentence embeddings, sentence-transformers style; see ``fastdeberta.inference.encode``."""
+        from .inference.embed import encode
+
+        return encode(self, texts, **kwargs)
+
+    def encode_query(self, texts: Any = None, **kwargs: Any) -> Any:
+        """``encode`` with the "query" prompt when none is named (no prompt if the model has none)."""
+        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("query", "")))
+
+    def encode_document(self, texts: Any = None, **kwargs: Any) -> Any:
+        """``encode`` with the "document" prompt when none is named (no prompt if the model has none: as
+        sentence-transformers, which always defines "document", so its "passage" fallback never applies)."""
+        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("document", "")))
+
+    def sentence_transformers_settings(self, settings: dict[str, Any]) -> None:
+        """Apply what a sentence-transformers folder says (:func:`read_sentence_transformers_files`)."""
+        for name in ("prompts", "default_prompt_name", "similarity_fn_name", "pooling", "normalize", "include_prompt"):
+            if name in settings:
+                setattr(self, "normalize_embeddings" if name == "normalize" else name, settings[name])
+        if "max_seq_length" in settings:
+            self._max_seq_length = settings["max_seq_length"]
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens by ``encode`` (default: the tokenizer's limit,
+        capped by absolute position tables); assignable, as in sentence-transformers."""
+        if self._max_seq_length is not None:
+            return self._max_seq_length
+        from .inference.embed import default_max_length
+
+        tokenizer = self.tokenizer if self.tokenizer is not None else object()
+        return default_max_length(self.base_model, tokenizer)
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidInputError(f"max_seq_length must be a positive int (or None for the default), got {value!r}")
+        self._max_seq_length = value
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Length of the vectors ``encode`` returns (``truncate_dim`` when set, else hidden_size)."""
+        return self.truncate_dim or self.config.hidden_size
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """(N, D) x (M, D) -> (N, M) tensor of scores with ``similarity_fn_name`` (cosine by default)."""
+        from .inference.embed import similarity
+
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine")
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """(N, D) x (N, D) -> (N,) tensor: each row against the same row of the other."""
+        from .inference.embed import similarity
+
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine", pairwise=True)
+
+    def save_sentence_transformers_files(self, folder: str | os.PathLike) -> None:
+        """Write the sentence-transformers module files for this model's settings into ``folder``."""
+        write_sentence_transformers_files(
+            folder, hidden_size=self.config.hidden_size, max_seq_length=self.max_seq_length, pooling=self.pooling,
+            normalize=self.normalize_embeddings, prompts=self.prompts, default_prompt_name=self.default_prompt_name,
+            similarity_fn_name=self.similarity_fn_name, include_prompt=self.include_prompt)
+
+
+def _with_prompt(kwargs: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """``kwargs`` with ``prompt`` unless the caller named a prompt (an empty one also blocks the default)."""
+    if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+        return dict(kwargs, prompt=prompt)
+    return kwargs

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..compat import SentenceTransformersMixin
 from ..config import DebertaConfig
 from ..errors import InvalidInputError
 from .embeddings import DebertaEmbeddings
@@ -36,8 +37,9 @@ from .outputs import (
 TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
 
 
-class DebertaPreTrained(nn.Module):
-    """Shared behaviour: initialisation, saving, attention implementation switch, embeddings API."""
+class DebertaPreTrained(SentenceTransformersMixin, nn.Module):
+    """Shared behaviour: initialisation, saving, attention implementation switch, embeddings API;
+    sentence-transformers' API (``encode``, ``similarity``, prompts, ...) from the mixin."""
 
     task: str = "base"
     hf_suffix: str = "Model"
@@ -48,15 +50,6 @@ class DebertaPreTrained(nn.Module):
         self.config = config
         self.tokenizer: Any = None          # set by fastdeberta.from_pretrained when vocab files exist
         self.name_or_path: str | None = None
-        # sentence-transformers settings: read from and written to its folder files (fastdeberta.compat)
-        self.prompts: dict[str, str] = {}
-        self.default_prompt_name: str | None = None
-        self.similarity_fn_name: str | None = None     # None: "cosine" when similarity() is called
-        self.pooling = "mean"
-        self.normalize_embeddings = False
-        self.truncate_dim: int | None = None
-        self.include_prompt = True      # prompt tokens are pooled too (False is not supported by encode)
-        self._max_seq_length: int | None = None
 
     def init_weights(self) -> None:
         std = self.config.initializer_range
@@ -169,13 +162,7 @@ class DebertaPreTrained(nn.Module):
         tokenizer = self.tokenizer if save_tokenizer and hasattr(self.tokenizer, "save_pretrained") else None
         folder = save_checkpoint(self, folder, tokenizer=tokenizer)   # all files or none replaced
         if tokenizer is not None:   # sentence-transformers loads a folder with a tokenizer: SentenceTransformer(folder)
-            from ..compat import write_sentence_transformers_files
-
-            write_sentence_transformers_files(
-                folder, hidden_size=self.config.hidden_size, max_seq_length=self.max_seq_length,
-                pooling=self.pooling, normalize=self.normalize_embeddings, prompts=self.prompts,
-                default_prompt_name=self.default_prompt_name, similarity_fn_name=self.similarity_fn_name,
-                include_prompt=self.include_prompt)
+            self.save_sentence_transformers_files(folder)
         return folder
 
     @classmethod
@@ -183,70 +170,6 @@ class DebertaPreTrained(nn.Module):
         from ..checkpoint import load_model
 
         return load_model(name_or_path, task=cls.task, **kwargs)
-
-    def encode(self, texts=None, **kwargs: Any):
-        """Sentence embeddings, sentence-transformers style; see ``fastdeberta.inference.encode``."""
-        from ..inference.embed import encode
-
-        return encode(self, texts, **kwargs)
-
-    # ------------------------------------------------------------------ sentence-transformers' model API
-    def encode_query(self, texts=None, **kwargs: Any):
-        """``encode`` with the "query" prompt when none is named (no prompt if the model has none)."""
-        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("query", "")))
-
-    def encode_document(self, texts=None, **kwargs: Any):
-        """``encode`` with the "document" prompt when none is named (no prompt if the model has none: as
-        sentence-transformers, which always defines "document", so its "passage" fallback never applies)."""
-        return self.encode(texts, **_with_prompt(kwargs, self.prompts.get("document", "")))
-
-    def sentence_transformers_settings(self, settings: dict[str, Any]) -> None:
-        """Apply what a sentence-transformers folder says (prompts, pooling, normalize, similarity, length)."""
-        for name in ("prompts", "default_prompt_name", "similarity_fn_name", "pooling", "normalize", "include_prompt"):
-            if name in settings:
-                setattr(self, "normalize_embeddings" if name == "normalize" else name, settings[name])
-        if "max_seq_length" in settings:
-            self._max_seq_length = settings["max_seq_length"]
-
-    @property
-    def max_seq_length(self) -> int:
-        """Texts are truncated to this many tokens by ``encode`` (default: the tokenizer's limit,
-        capped by absolute position tables); assignable, as in sentence-transformers."""
-        if self._max_seq_length is not None:
-            return self._max_seq_length
-        from ..inference.embed import default_max_length
-
-        tokenizer = self.tokenizer if self.tokenizer is not None else object()
-        return default_max_length(self.base_model, tokenizer)
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InvalidInputError(f"max_seq_length must be a positive int (or None for the default), got {value!r}")
-        self._max_seq_length = value
-
-    def get_sentence_embedding_dimension(self) -> int:
-        """Length of the vectors ``encode`` returns (``truncate_dim`` when set, else hidden_size)."""
-        return self.truncate_dim or self.config.hidden_size
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
-        """(N, D) x (M, D) -> (N, M) scores with ``similarity_fn_name`` (cosine by default)."""
-        from ..inference.embed import similarity
-
-        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine")
-
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
-        """(N, D) x (N, D) -> (N,) scores of each row with the same row of the other."""
-        from ..inference.embed import similarity
-
-        return similarity(embeddings1, embeddings2, self.similarity_fn_name or "cosine", pairwise=True)
-
-
-def _with_prompt(kwargs: dict[str, Any], prompt: str) -> dict[str, Any]:
-    """``kwargs`` with ``prompt`` unless the caller named a prompt (an empty one also blocks the default)."""
-    if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
-        return dict(kwargs, prompt=prompt)
-    return kwargs
 
 
 class DebertaModel(DebertaPreTrained):
