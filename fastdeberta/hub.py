@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import CheckpointError, ModelNotFoundError, UnsafePathError
+from .errors import CheckpointError, InputTypeError, ModelNotFoundError, UnsafePathError
 
 # Files a DeBERTa checkpoint folder may hold; anything else in a repo (TF/Flax weights, ONNX) is skipped.
 CHECKPOINT_PATTERNS = [
@@ -44,10 +44,11 @@ def resolve_model_dir(
     A path to an existing folder is returned as is. Anything else is taken as a Hub repo id and
     fetched (or found in the cache) with ``huggingface_hub.snapshot_download``.
     """
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
+    name_or_path = _checked_reference(name_or_path)
+    path = _local_path(name_or_path)
+    if path is not None and path.is_dir():
         return path
-    if path.is_file():
+    if path is not None and path.is_file():
         raise ModelNotFoundError(
             f"{str(name_or_path)!r} is a file; pass the folder that holds config.json and the weights."
         )
@@ -91,6 +92,32 @@ def resolve_model_dir(
     except ValueError as err:  # invalid repo id / revision strings
         raise ModelNotFoundError(f"Could not resolve {name!r}: {err}") from err
     return Path(folder)
+
+
+def _checked_reference(name_or_path: object) -> str | os.PathLike:
+    """``name_or_path`` if it can name a folder or a repo; InputTypeError / ModelNotFoundError otherwise."""
+    if isinstance(name_or_path, bytes) or not isinstance(name_or_path, (str, os.PathLike)):
+        raise InputTypeError(f"a model is named by a folder path or a Hub repo id (a string), got "
+                             f"{type(name_or_path).__name__} {name_or_path!r:.80}")
+    if not str(os.fspath(name_or_path)).strip():
+        raise ModelNotFoundError("the model name is empty; pass a folder path or a Hub repo id such as "
+                                 "'microsoft/deberta-v3-base'")
+    return name_or_path
+
+
+def _local_path(name_or_path: str | os.PathLike) -> Path | None:
+    """The existing file or folder ``name_or_path`` names (``~`` expanded where possible), else None;
+    a name the file system refuses (too long, a NUL byte) names nothing here and is tried as a repo id."""
+    path = Path(name_or_path)
+    try:
+        path = path.expanduser()
+    except RuntimeError:          # "~user" of an unknown user: not a home folder
+        pass
+    try:
+        path.stat()
+    except (OSError, ValueError):
+        return None
+    return path
 
 
 def _cache_blobs(folder: Path) -> Path | None:

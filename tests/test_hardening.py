@@ -325,3 +325,18 @@ def test_error_types_keep_their_old_bases():
     for cls in (CheckpointError, ConfigError, TokenizerLoadError, ModelNotFoundError, UnsafePathError,
                 fastdeberta.InvalidInputError, fastdeberta.InputTypeError):
         assert issubclass(cls, fastdeberta.FastDebertaError)
+
+
+@pytest.mark.parametrize("name,error,needle", [
+    (None, fastdeberta.InputTypeError, "got NoneType"),
+    (5, fastdeberta.InputTypeError, "got int 5"),
+    (b"folder", fastdeberta.InputTypeError, "got bytes"),
+    ("", fastdeberta.ModelNotFoundError, "empty"),                     # was: "no config.json in ."
+    ("   ", fastdeberta.ModelNotFoundError, "empty"),
+    ("x" * 5000, fastdeberta.ModelNotFoundError, "xxxx"),               # was: OSError file name too long
+    ("~no-such-user-fastdeberta/model", fastdeberta.ModelNotFoundError, "No folder at"),   # was RuntimeError
+])
+def test_model_names_that_name_nothing(name, error, needle, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(error, match=needle):
+        fastdeberta.from_pretrained(name)
