@@ -168,6 +168,8 @@ def test_output_hidden_states_and_attentions_at_load_time(hf_folders):
         assert ours(**inputs, output_hidden_states=False).hidden_states is None   # the call still wins
     plain = fastdeberta.from_pretrained(folder)
     assert plain(**inputs).hidden_states is None
+    plain.config.output_hidden_states = True          # set after loading, as transformers users do
+    assert len(plain(**inputs).hidden_states) == 3
 
 
 def test_attn_implementation_and_other_accepted_keywords(hf_folders):

@@ -77,6 +77,14 @@ def test_prompts_truncate_dim_and_normalize(pair):
     finally:
         ours.default_prompt_name = st.default_prompt_name = None
     np.testing.assert_allclose(ours.encode_query(TEXTS), ours.encode(TEXTS, prompt_name="query"), atol=0)
+    default = st.max_seq_length
+    ours.max_seq_length = st.max_seq_length = 6     # assignable: texts truncated to 6 tokens
+    try:
+        np.testing.assert_allclose(ours.encode(TEXTS), st.encode(TEXTS), atol=1e-6)
+        assert not np.allclose(ours.encode(TEXTS[5]), ours.encode(TEXTS[5], max_length=default))
+    finally:
+        ours.max_seq_length, st.max_seq_length = None, default
+    assert ours.max_seq_length == st.max_seq_length == default
     ours.truncate_dim = 16
     try:
         assert ours.get_sentence_embedding_dimension() == 16 and ours.encode(TEXTS).shape == (len(TEXTS), 16)
