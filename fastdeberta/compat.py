@@ -218,8 +218,8 @@ def read_sentence_transformers_files(folder: str | os.PathLike) -> dict[str, Any
 
     st = load("config_sentence_transformers.json")
     prompts = st.get("prompts")
-    if isinstance(prompts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
-        found["prompts"] = dict(prompts)
+    if isinstance(prompts, dict):   # (a prompt saved as null means "none")
+        found["prompts"] = {k: v for k, v in prompts.items() if isinstance(k, str) and isinstance(v, str)}
     if isinstance(st.get("default_prompt_name"), str):
         found["default_prompt_name"] = st["default_prompt_name"]
     if st.get("similarity_fn_name") in SIMILARITY_FUNCTIONS:

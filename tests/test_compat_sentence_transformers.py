@@ -196,3 +196,25 @@ def test_encode_on_the_meta_device_is_refused_and_the_model_stays(pair):
         ours.encode(TEXTS[:2], device="meta")
     assert {p.device.type for p in ours.parameters()} == {"cpu"}
     np.testing.assert_allclose(ours.encode(TEXTS[:2]), before, atol=0)
+
+
+def test_sentence_transformers_files_are_read_safely(tmp_path):
+    """Paths in modules.json stay inside the folder; broken files are named; null prompts mean none."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(fx.mlm_checkpoint(), folder)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
+    for path in (str(outside), "../outside"):
+        (folder / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": path, "type": "sentence_transformers.models.Pooling"}]))
+        assert fastdeberta.from_pretrained(folder).pooling == "mean", path   # the outside file is not read
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "q: ", "x": None}}))
+    assert fastdeberta.from_pretrained(folder).prompts == {"query": "q: "}
+    (folder / "config_sentence_transformers.json").write_text("{not json")
+    with pytest.raises(InvalidInputError, match="config_sentence_transformers.json is not valid JSON"):
+        fastdeberta.from_pretrained(folder)
