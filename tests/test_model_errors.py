@@ -317,3 +317,12 @@ def test_model_options_raise_project_errors():
         TASKS["masked-lm"](DebertaConfig.from_dict(variant("v3")), head_layout="other")
     with pytest.raises(ConfigError, match="embedding_size"):
         TASKS["masked-lm"](DebertaConfig.from_dict(variant("v2-p2c-bucket-emb", legacy=False)))
+
+
+def test_float_class_ids_for_sequence_classification_still_work():
+    """transformers' DeBERTa takes 1-D float labels as class ids (labels.long()); so does fastdeberta."""
+    clf = _model("v2-rel", "sequence-classification")
+    ids = torch.full((2, 4), 7)
+    loss_float = clf(input_ids=ids, labels=torch.tensor([1.0, 0.0])).loss
+    loss_long = clf(input_ids=ids, labels=torch.tensor([1, 0])).loss
+    torch.testing.assert_close(loss_float, loss_long)

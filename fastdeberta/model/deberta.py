@@ -329,9 +329,12 @@ class DebertaForSequenceClassification(DebertaPreTrained):
         self.init_weights()
 
     def _class_id_labels(self, labels: torch.Tensor) -> bool:
-        """Whether ``labels`` are class ids (not regression targets or label distributions)."""
+        """Whether ``labels`` are integer class ids (not regression targets or label distributions; float
+        class ids are truncated by the loss, as in transformers, so they are not range-checked here)."""
         problem = self.config.problem_type
         if problem in ("regression", "multi_label_classification") or self.num_labels == 1:
+            return False
+        if labels.is_floating_point():
             return False
         return problem == "single_label_classification" or labels.dim() == 1 or labels.shape[-1] == 1
 
