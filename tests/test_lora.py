@@ -129,3 +129,36 @@ def test_train_with_lora_from_the_cli(tmp_path, single_thread):
     base_query = original.get(query, original.get(query.removeprefix("deberta.")))
     delta = merged[query] - base_query
     assert 0 < torch.linalg.matrix_rank(delta) <= 2
+
+
+def test_lora_run_resumes_exactly(tmp_path, single_thread):
+    """Checkpoints of a LoRA run hold the adapters: resuming from an earlier checkpoint (the later ones
+    removed, as after a crash) reaches the same merged weights and adapters as the uninterrupted run."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from fastdeberta.cli.main import main
+
+    base = ff.base_checkpoint(tmp_path / "base")
+    train = ff.write_csv(tmp_path / "train.csv", ff.classification_rows(48))
+
+    def run(out, *extra):
+        return main(["train", "--task", "sequence-classification", "--model", str(base), "--train", str(train),
+                     "--output", str(out), "--max-steps", "6", "--save-every", "2", "--batch-size", "8",
+                     "--lr", "1e-2", "--lora", "--lora-r", "2", "--lora-dropout", "0.1", "--precision", "fp32",
+                     "--no-progress", *extra])
+
+    assert run(tmp_path / "reference") == 0
+    crashed = tmp_path / "crashed"
+    assert run(crashed) == 0
+    for name in ("checkpoint-6", "adapter"):
+        shutil.rmtree(crashed / name)
+    for name in ("model.safetensors", "config.json"):
+        (crashed / name).unlink()
+    assert (crashed / "checkpoint-4").is_dir()
+    assert run(crashed, "--resume") == 0
+    for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        ours, expected = load_file(str(crashed / name)), load_file(str(tmp_path / "reference" / name))
+        assert ours.keys() == expected.keys()
+        assert all(torch.equal(ours[k], expected[k]) for k in expected), name
