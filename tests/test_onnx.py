@@ -8,6 +8,7 @@ per module; the full matrix of config variants x heads is marked slow.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -145,6 +146,10 @@ def test_manifest_and_folder_contents(export_dir):
                                       "shape": ["batch", "sequence", 32]}
     assert manifest["max_length"] == 64 and manifest["opset"] == 18
     assert json.loads((folder / "config.json").read_text())["model_type"] == "deberta"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask                   # not owner-only like a temp folder
+    assert (folder / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~umask
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx")).graph

@@ -101,7 +101,7 @@ def test_encode_and_feature_extraction_through_onnx(mlm_export):
         a = ours.encode(texts, pooling=pooling, batch_size=4, normalize=True)
         b = reference.encode(texts, pooling=pooling, batch_size=4, normalize=True)
         np.testing.assert_allclose(a, b, atol=1e-4)
-    features = pipeline("feature-extraction", model=str(mlm_export))(texts[:3])
+    features = pipeline("sentence-embeddings", model=str(mlm_export))(texts[:3])   # pooled (feature-extraction: per token)
     np.testing.assert_allclose(features, reference.encode(texts[:3]), atol=1e-4)
     with pytest.raises(NotImplementedError, match="PyTorch engine"):
         ours.encode(texts, layer=1)
@@ -211,3 +211,48 @@ def test_bad_options(tmp_path):
     with pytest.raises(ExportError, match="is a 'masked-lm' model but task='base'"):
         export_onnx(model, tmp_path / "o", task="base")
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- task pipelines on the engine
+def test_text_classification_pipeline_through_onnx(tmp_path):
+    source = fx.classifier_checkpoint()          # v2-style, convolution layer, 3 named labels
+    export_onnx(source, tmp_path / "cls", check_lengths=(7, 40))
+    texts = fx.sentences()[:6]
+    ours = pipeline("text-classification", model=str(tmp_path / "cls"))
+    reference = pipeline("text-classification", model=str(source))
+    assert isinstance(ours.model, OrtModel)
+    got, expected = ours(texts, top_k=None), reference(texts, top_k=None)
+    assert [[c["label"] for c in r] for r in got] == [[c["label"] for c in r] for r in expected]
+    np.testing.assert_allclose([[c["score"] for c in r] for r in got], [[c["score"] for c in r] for r in expected],
+                               atol=1e-5)
+
+
+def _task_checkpoint(folder: Path, cls, **config) -> Path:
+    torch.manual_seed(3)
+    tok = fx._tokenizer()
+    model = cls(fx.v3_config(tok.vocab_size, **config))
+    model.tokenizer = tok
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_token_classification_and_qa_pipelines_through_onnx(tmp_path):
+    from fastdeberta.model.deberta import DebertaForQuestionAnswering, DebertaForTokenClassification
+
+    labels = {0: "O", 1: "B-X", 2: "I-X"}
+    tagger = _task_checkpoint(tmp_path / "ner", DebertaForTokenClassification, num_labels=3, id2label=labels,
+                              label2id={v: k for k, v in labels.items()})
+    reader = _task_checkpoint(tmp_path / "qa", DebertaForQuestionAnswering)
+    for source in (tagger, reader):
+        export_onnx(source, source.with_name(source.name + "-onnx"), check_lengths=(7, 40))
+    texts = fx.sentences()[:4]
+    got = pipeline("token-classification", model=str(tmp_path / "ner-onnx"))(texts)
+    expected = pipeline("token-classification", model=str(tagger))(texts)
+    assert [[(e["entity"], e["start"], e["end"]) for e in r] for r in got] == \
+        [[(e["entity"], e["start"], e["end"]) for e in r] for r in expected]
+    question = dict(question="What is free software?", context=texts[1] + " " + texts[2], top_k=3)
+    got = pipeline("question-answering", model=str(tmp_path / "qa-onnx"))(**question)
+    expected = pipeline("question-answering", model=str(reader))(**question)
+    assert [(a["start"], a["end"]) for a in got] == [(a["start"], a["end"]) for a in expected]
+    np.testing.assert_allclose([a["score"] for a in got], [a["score"] for a in expected], rtol=1e-3)

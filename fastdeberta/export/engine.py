@@ -71,11 +71,15 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_session(path: str | os.PathLike, num_threads: int | None = None, profile: bool = False):
+def make_session(path: str | os.PathLike, num_threads: int | None = None, profile: bool = False,
+                 spinning: bool = True):
     """An onnxruntime CPU session: intra-op threads = the cores this process may use, every graph
-    optimisation on (constant folding turns the position projections of the weights into constants)."""
+    optimisation on (constant folding turns the position projections of the weights into constants).
+    ``spinning=False``: idle worker threads sleep instead of spinning (for CPUs shared with other work)."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = num_threads or cpu_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

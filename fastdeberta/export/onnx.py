@@ -267,7 +267,18 @@ def export_onnx(
         if model.tokenizer is not None and hasattr(model.tokenizer, "save_pretrained"):
             model.tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _usual_permissions(tmp)
     return ExportResult(output, manifest)
+
+
+def _usual_permissions(folder: Path) -> None:
+    """The temporary folder (and files made by atomic writes) are owner-only; a deployed export is
+    usually read by another user (a server), so give it the permissions the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _manifest(model: DebertaPreTrained, opset: int, max_length: int | None, graph: dict[str, Any],

@@ -54,7 +54,7 @@ def random_batch(model: DebertaPreTrained, names: list[str], length: int, seed: 
     rows = [torch.randint(min(5, vocab - 1), vocab, (n,), generator=gen).tolist() for n in real]
     types = [[0] * (n // 2) + [1] * (n - n // 2) for n in real]
     ids, mask, token_types = pad_rows(rows, model.config.pad_token_id or 0, types)
-    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": token_types * min(1, model.config.type_vocab_size)}
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": token_types}
     if model.task == "multiple-choice":
         batch = {k: torch.stack([v, v.flip(0)], dim=1) for k, v in batch.items()}     # (B, 2, L)
     return {n: batch[n] for n in names}
