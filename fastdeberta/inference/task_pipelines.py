@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputTypeError, InvalidInputError
 from ..tasks.base import model_outputs, pad_id_of
 from ..tasks.classification import default_function, scores_from_logits
 from ..tasks.qa import decode_answers, qa_features
@@ -35,7 +36,7 @@ AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
 def _check_model(model: Any, task: str, pipeline_task: str) -> None:
     if getattr(model, "task", None) != task:
-        raise ValueError(f"{pipeline_task} needs a {task} model, got {type(model).__name__} (task "
+        raise InvalidInputError(f"{pipeline_task} needs a {task} model, got {type(model).__name__} (task "
                          f"{getattr(model, 'task', None)!r}); load it with fastdeberta.from_pretrained(path, "
                          f"task={task!r}) or pass the path instead")
 
@@ -65,7 +66,7 @@ class TextClassificationPipeline(_TaskPipeline):
         for i, item in enumerate(items):
             if isinstance(item, dict):
                 if "text" not in item or not set(item) <= {"text", "text_pair"}:
-                    raise ValueError(f"input {i}: a text pair is {{'text': ..., 'text_pair': ...}}, got keys {sorted(item)}")
+                    raise InvalidInputError(f"input {i}: a text pair is {{'text': ..., 'text_pair': ...}}, got keys {sorted(item)}")
                 texts.append(item["text"])
                 pairs.append(item.get("text_pair"))
             else:
@@ -74,7 +75,7 @@ class TextClassificationPipeline(_TaskPipeline):
         _check_texts(texts)
         if top_k != "legacy" and top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)
                                                           or top_k < 1):
-            raise ValueError(f"top_k must be a positive int or None (all labels), got {top_k!r}")
+            raise InvalidInputError(f"top_k must be a positive int or None (all labels), got {top_k!r}")
         function = function_to_apply or default_function(self.model.config)
         scores = self.scores(texts, pairs, function, batch_size)                      # (N, num_labels)
         results = [self._format(row, top_k) for row in scores]
@@ -126,7 +127,7 @@ class TokenClassificationPipeline(_TaskPipeline):
         ignore = self.ignore_labels if ignore_labels is None else list(ignore_labels)
         stride = self.stride if stride is None else stride
         if stride is not None and strategy == "none":
-            raise ValueError("stride needs an aggregation_strategy other than 'none' (overlapping windows see the "
+            raise InvalidInputError("stride needs an aggregation_strategy other than 'none' (overlapping windows see the "
                              "same tokens twice), as in transformers")
         windows, owner = [], []
         for n, text in enumerate(texts):
@@ -151,7 +152,7 @@ class TokenClassificationPipeline(_TaskPipeline):
             return [(list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])]
         width = self.max_length - 2
         if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < width:
-            raise ValueError(f"stride must be an int in [0, {width}) (the window is max_length - 2 = {width} tokens), "
+            raise InvalidInputError(f"stride must be an int in [0, {width}) (the window is max_length - 2 = {width} tokens), "
                              f"got {stride!r}")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
@@ -259,7 +260,7 @@ def _tag(label: str) -> tuple[str, str]:
 def _check_aggregation(strategy: str) -> str:
     value = str(getattr(strategy, "value", strategy)).lower()
     if value not in AGGREGATIONS:
-        raise ValueError(f"aggregation_strategy must be one of {AGGREGATIONS}, got {strategy!r}")
+        raise InvalidInputError(f"aggregation_strategy must be one of {AGGREGATIONS}, got {strategy!r}")
     return value
 
 
@@ -279,12 +280,12 @@ class QuestionAnsweringPipeline(_TaskPipeline):
         """``qa(question=..., context=...)``, ``qa({"question", "context"})`` or a list of such dicts."""
         unknown = set(options) - set(self.defaults) - {"batch_size"}
         if unknown:
-            raise TypeError(f"unexpected options {sorted(unknown)}; known: {sorted(self.defaults)}")
+            raise InputTypeError(f"unexpected options {sorted(unknown)}; known: {sorted(self.defaults)}")
         settings = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}}
         pairs, single = _qa_inputs(question, context)
         top_k = settings["top_k"]
         if not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+            raise InvalidInputError(f"top_k must be a positive int, got {top_k!r}")
         features, owner = [], []
         for n, (q, c) in enumerate(pairs):
             for f in qa_features(self.tokenizer, q, c, self.max_length, settings["doc_stride"],
@@ -310,7 +311,7 @@ def _qa_inputs(question: Any, context: Any) -> tuple[list[tuple[str, str]], bool
     if context is None:
         items = question if isinstance(question, list) else [question]
         if not all(isinstance(x, dict) and {"question", "context"} <= set(x) for x in items):
-            raise ValueError("give question=... and context=..., or dicts {'question': ..., 'context': ...}")
+            raise InvalidInputError("give question=... and context=..., or dicts {'question': ..., 'context': ...}")
         pairs = [(x["question"], x["context"]) for x in items]
         single = not isinstance(question, list)
     else:
@@ -318,11 +319,11 @@ def _qa_inputs(question: Any, context: Any) -> tuple[list[tuple[str, str]], bool
         questions = [question] if single else list(question)
         contexts = [context] * len(questions) if isinstance(context, str) else list(context)
         if len(contexts) != len(questions):
-            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+            raise InvalidInputError(f"{len(questions)} questions but {len(contexts)} contexts")
         pairs = list(zip(questions, contexts))
     for q, c in pairs:
         if not isinstance(q, str) or not isinstance(c, str) or not q.strip() or not c.strip():
-            raise ValueError(f"question and context must be non-empty strings, got {q!r:.60} and {c!r:.60}")
+            raise InvalidInputError(f"question and context must be non-empty strings, got {q!r:.60} and {c!r:.60}")
     return pairs, single
 
 
@@ -344,7 +345,7 @@ class ZeroShotClassificationPipeline(_TaskPipeline):
                  batch_size: int | None = None) -> Any:
         texts, single = _check_texts(sequences)
         if candidate_labels is None:
-            raise ValueError("candidate_labels is required: the names to choose from, e.g. ['sport', 'politics']")
+            raise InvalidInputError("candidate_labels is required: the names to choose from, e.g. ['sport', 'politics']")
         labels = parse_labels(candidate_labels)
         scores = zero_shot_scores(self.model, self.tokenizer, texts, labels,
                                   hypothesis_template or self.hypothesis_template,

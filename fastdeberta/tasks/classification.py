@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
 from ..training.data import DataError, LabelMap, Row, label_name, read_rows, require_columns
 from .base import Task, model_outputs, pad_id_of
 from .metrics import accuracy, macro_f1, multilabel_scores, pearson, spearman
@@ -40,7 +41,7 @@ def scores_from_logits(logits: torch.Tensor, function: str) -> torch.Tensor:
         return logits.sigmoid()
     if function == "none":
         return logits
-    raise ValueError(f"function_to_apply must be 'softmax', 'sigmoid' or 'none', got {function!r}")
+    raise InvalidInputError(f"function_to_apply must be 'softmax', 'sigmoid' or 'none', got {function!r}")
 
 
 def default_function(config: Any) -> str:
@@ -71,7 +72,7 @@ class SequenceClassificationTask(Task):
     def __init__(self, text_column: str = "text", text_pair_column: str = "text_pair", label_column: str = "label",
                  problem_type: str | None = None, **_: Any):
         if problem_type not in (None, *PROBLEM_TYPES):
-            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+            raise InvalidInputError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
         self.text_column, self.pair_column, self.label_column = text_column, text_pair_column, label_column
         self.problem_type = problem_type
         self.labels: LabelMap | None = None

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InvalidInputError
+
 __all__ = ["SCHEMES", "detect_scheme", "entity_scores", "extract_entities"]
 
 SCHEMES = ("IOB2", "BIOES")
@@ -43,12 +45,12 @@ def detect_scheme(sequences: Sequence[Sequence[str]]) -> str:
 def extract_entities(tags: Sequence[str], scheme: str = "IOB2", mode: str = "strict") -> list[tuple[str, int, int]]:
     """``(type, start, end)`` entities of one tag sequence (``end`` inclusive), in order."""
     if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        raise InvalidInputError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if mode == "strict":
         return _strict_bioes(tags) if scheme == "BIOES" else _strict_iob2(tags)
     if mode == "default":
         return _conlleval(tags)
-    raise ValueError(f"mode must be 'strict' or 'default', got {mode!r}")
+    raise InvalidInputError(f"mode must be 'strict' or 'default', got {mode!r}")
 
 
 def _strict_iob2(tags: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -123,14 +125,14 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
     from the gold tags. Also returns ``"overall"["accuracy"]``: the fraction of tokens tagged right.
     """
     if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
+        raise InvalidInputError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
     scheme = scheme or detect_scheme(gold)
     gold_set: set[tuple[int, str, int, int]] = set()
     pred_set: set[tuple[int, str, int, int]] = set()
     correct_tokens = total_tokens = 0
     for s, (g, p) in enumerate(zip(gold, predicted)):
         if len(g) != len(p):
-            raise ValueError(f"sentence {s}: {len(g)} gold tags but {len(p)} predicted")
+            raise InvalidInputError(f"sentence {s}: {len(g)} gold tags but {len(p)} predicted")
         gold_set.update((s, *e) for e in extract_entities(g, scheme, mode))
         pred_set.update((s, *e) for e in extract_entities(p, scheme, mode))
         correct_tokens += sum(1 for a, b in zip(g, p) if a == b)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
 from ..training.data import QAExample, read_squad
 from .base import Task, model_outputs, pad_id_of
 from .squad_metrics import squad_scores
@@ -35,10 +36,10 @@ def qa_features(tokenizer: Any, question: str, context: str, max_length: int = 3
     c_ids, c_offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     window = max_length - len(q_ids) - 3
     if window < 1:
-        raise ValueError(f"max_length={max_length} leaves no room for the context after a {len(q_ids)}-token "
+        raise InvalidInputError(f"max_length={max_length} leaves no room for the context after a {len(q_ids)}-token "
                          "question; raise max_length or lower max_question_len")
     if doc_stride >= window:
-        raise ValueError(f"doc_stride={doc_stride} must be smaller than the context window ({window} tokens = "
+        raise InvalidInputError(f"doc_stride={doc_stride} must be smaller than the context window ({window} tokens = "
                          f"max_length {max_length} - question - 3 special tokens); lower it")
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     head = [cls_id, *q_ids, sep_id]

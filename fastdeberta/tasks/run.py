@@ -32,7 +32,7 @@ DEFAULT_MAX_LENGTH = {"sequence-classification": 256, "token-classification": 25
 
 def make_task(name: str, options: dict[str, Any] | None = None) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+        raise InvalidInputError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return TASKS[name](**(options or {}))
 
 
@@ -89,7 +89,7 @@ def _check_output(output_dir: Path, resume: bool) -> None:
     from ..training.state import latest_checkpoint
 
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output {output_dir} is a file; give a folder")
+        raise InvalidInputError(f"--output {output_dir} is a file; give a folder")
     if resume or not output_dir.is_dir():
         return
     if latest_checkpoint(output_dir) is not None or (output_dir / "metrics.jsonl").exists():
@@ -173,7 +173,7 @@ def _task_for(model_dir: str | os.PathLike, task_name: str | None, options: dict
 
         name = infer_task(DebertaConfig.from_pretrained(model_dir))
         if name not in TASKS:
-            raise ValueError(f"cannot tell the task of {model_dir}: it has no {SETTINGS_FILE} and its config names "
+            raise InvalidInputError(f"cannot tell the task of {model_dir}: it has no {SETTINGS_FILE} and its config names "
                              f"no task head; pass --task ({', '.join(TASKS)})")
     merged = dict(settings.get("options", {})) if settings.get("task") == name else {}
     merged.update({k: v for k, v in (options or {}).items() if v is not None})

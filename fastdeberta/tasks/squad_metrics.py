@@ -13,6 +13,8 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 
+from ..errors import InvalidInputError
+
 __all__ = ["exact_match", "normalize_answer", "squad_scores", "token_f1"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -50,7 +52,7 @@ def squad_scores(predictions: Mapping[str, str], gold: Mapping[str, Sequence[str
     into answerable (``has_answer_*``) and unanswerable (``no_answer_*``) questions when both occur."""
     missing = [qid for qid in gold if qid not in predictions]
     if missing:
-        raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[:3]}")
+        raise InvalidInputError(f"no prediction for {len(missing)} question(s), e.g. {missing[:3]}")
     em: dict[str, float] = {}
     f1: dict[str, float] = {}
     for qid, answers in gold.items():

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
 from .base import model_outputs, pad_id_of
 
 __all__ = ["entailment_ids", "parse_labels", "zero_shot_scores"]
@@ -25,7 +26,7 @@ def entailment_ids(config: Any) -> tuple[int, int]:
     entail = next((i for name, i in (config.label2id or {}).items() if name.lower().startswith("entail")), None)
     if entail is None:
         names = list(config.label2id or {})
-        raise ValueError(f"zero-shot classification needs an NLI model with an 'entailment' label; this model's "
+        raise InvalidInputError(f"zero-shot classification needs an NLI model with an 'entailment' label; this model's "
                          f"labels are {names}. Use an MNLI/XNLI fine-tuned checkpoint")
     contradiction = config.labels_count - 1 if entail == 0 else 0
     return entail, contradiction
@@ -38,7 +39,7 @@ def parse_labels(candidate_labels: str | Sequence[str]) -> list[str]:
     else:
         labels = [str(x).strip() for x in candidate_labels]
     if not labels or not all(labels):
-        raise ValueError(f"candidate_labels must name at least one non-empty label, got {candidate_labels!r}")
+        raise InvalidInputError(f"candidate_labels must name at least one non-empty label, got {candidate_labels!r}")
     return labels
 
 
@@ -47,7 +48,7 @@ def zero_shot_scores(model: Any, tokenizer: Any, texts: Sequence[str], labels: S
                      max_length: int = 512, batch_size: int = 32) -> torch.Tensor:
     """(N texts, K labels) scores as described above."""
     if "{}" not in hypothesis_template:
-        raise ValueError(f"hypothesis_template must contain '{{}}' where the label goes, got {hypothesis_template!r}")
+        raise InvalidInputError(f"hypothesis_template must contain '{{}}' where the label goes, got {hypothesis_template!r}")
     entail, contradiction = entailment_ids(model.config)
     hypotheses = [hypothesis_template.format(label) for label in labels]
     premises = [text for text in texts for _ in labels]

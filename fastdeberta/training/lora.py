@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError
 from ..io import atomic_path, atomic_write_text
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "HEAD_MODULES", "LoraConfig", "LoraLinear", "add_lora",
@@ -52,11 +53,11 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"LoRA rank r must be a positive int, got {self.r!r}")
+            raise InvalidInputError(f"LoRA rank r must be a positive int, got {self.r!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+            raise InvalidInputError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not self.target_modules:
-            raise ValueError("target_modules must name at least one linear layer, e.g. ['query_proj', 'value_proj']")
+            raise InvalidInputError("target_modules must name at least one linear layer, e.g. ['query_proj', 'value_proj']")
 
     @property
     def scaling(self) -> float:
@@ -104,14 +105,14 @@ def add_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module:
     adapters and the task head. Changes ``model`` in place (and returns it)."""
     config = config or LoraConfig()
     if _lora_layers(model):
-        raise ValueError("this model already has LoRA adapters")
+        raise InvalidInputError("this model already has LoRA adapters")
     if getattr(getattr(model, "config", None), "is_v1", False) and "in_proj" in config.target_modules:
-        raise ValueError("LoRA on DeBERTa v1's fused in_proj is not supported (its fast path reads the weight "
+        raise InvalidInputError("LoRA on DeBERTa v1's fused in_proj is not supported (its fast path reads the weight "
                          "directly); target other linear layers, e.g. pos_proj or the feed-forward 'dense'")
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in config.target_modules]
     if not targets:
-        raise ValueError(f"no nn.Linear named {config.target_modules} in {type(model).__name__}; linear layers "
+        raise InvalidInputError(f"no nn.Linear named {config.target_modules} in {type(model).__name__}; linear layers "
                          f"are named e.g. {sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})}")
     model.requires_grad_(False)
     for name, module in targets:
@@ -163,7 +164,7 @@ def save_lora(model: nn.Module, folder: str | os.PathLike) -> Path:
 
     config = getattr(model, "lora_config", None)
     if config is None:
-        raise ValueError("this model has no LoRA adapters; call add_lora(model) first")
+        raise InvalidInputError("this model has no LoRA adapters; call add_lora(model) first")
     folder = Path(folder)
     with atomic_path(folder / ADAPTER_WEIGHTS) as tmp:
         save_file(lora_state_dict(model), str(tmp), metadata={"format": "pt"})
@@ -183,7 +184,7 @@ def load_lora(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
                                     f"and {ADAPTER_WEIGHTS}")
     saved = json.loads(config_path.read_text(encoding="utf-8"))
     if saved.get("peft_type", "LORA") != "LORA":
-        raise ValueError(f"{config_path}: peft_type {saved.get('peft_type')!r} is not LORA")
+        raise InvalidInputError(f"{config_path}: peft_type {saved.get('peft_type')!r} is not LORA")
     targets = saved.get("target_modules") or []
     config = LoraConfig(r=int(saved["r"]), lora_alpha=float(saved["lora_alpha"]),
                         lora_dropout=float(saved.get("lora_dropout", 0.0)),
@@ -198,11 +199,11 @@ def load_lora(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
     own = model.state_dict()
     unknown = [k for k in state if k not in own]
     if unknown:
-        raise ValueError(f"{weights_path} holds weights this model does not have, e.g. {unknown[:4]}; was the "
+        raise InvalidInputError(f"{weights_path} holds weights this model does not have, e.g. {unknown[:4]}; was the "
                          "adapter trained for another task or model size?")
     missing = [k for k in own if (".lora_A." in k or ".lora_B." in k) and k not in state]
     if missing:
-        raise ValueError(f"{weights_path} lacks adapter weights, e.g. {missing[:4]}")
+        raise InvalidInputError(f"{weights_path} lacks adapter weights, e.g. {missing[:4]}")
     model.load_state_dict(state, strict=False)
     return model
 
