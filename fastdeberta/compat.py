@@ -310,9 +310,11 @@ class SentenceTransformersMixin:
             raise InvalidInputError(f"max_seq_length must be a positive int (or None for the default), got {value!r}")
         self._max_seq_length = value
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         """Length of the vectors ``encode`` returns (``truncate_dim`` when set, else hidden_size)."""
         return self.truncate_dim or self.config.hidden_size
+
+    get_sentence_embedding_dimension = get_embedding_dimension   # the name before sentence-transformers 6
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
         """(N, D) x (M, D) -> (N, M) tensor of scores with ``similarity_fn_name`` (cosine by default)."""

@@ -55,7 +55,7 @@ def test_saved_folder_has_the_sentence_transformers_files_and_loads_identically(
     np.testing.assert_allclose(ours.encode(TEXTS), st.encode(TEXTS), atol=1e-6)
     assert ours.prompts == {"query": "query: ", "passage": "passage: "}
     assert {k: st.prompts[k] for k in ours.prompts} == ours.prompts   # (sentence-transformers adds "document": "")
-    assert ours.get_sentence_embedding_dimension() == st.get_sentence_embedding_dimension()
+    assert ours.get_embedding_dimension() == ours.get_sentence_embedding_dimension() == st.get_embedding_dimension()
     assert ours.max_seq_length == st.max_seq_length
 
 
