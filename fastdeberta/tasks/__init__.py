@@ -22,3 +22,8 @@ TASKS: dict[str, type[Task]] = {
 __all__ = ["IGNORE_INDEX", "TASKS", "MultipleChoiceTask", "QuestionAnsweringTask", "SequenceClassificationTask",
            "Task", "TokenClassificationTask", "align_words", "decode_answers", "entity_scores", "extract_entities",
            "model_outputs", "normalize_answer", "pad_features", "qa_features", "squad_scores", "zero_shot_scores"]
+
+# the file-level API (uses TASKS above): fine-tune, evaluate and predict from data files
+from .run import evaluate_file, finetune, predict_file  # noqa: E402
+
+__all__ += ["evaluate_file", "finetune", "predict_file"]
