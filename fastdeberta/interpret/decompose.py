@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -96,7 +96,6 @@ class AttentionExplanation:
     texts: list[str] | None = None
     tokens: list[list[str]] | None = None
     offsets: list[list[tuple[int, int]]] | None = None
-    special_ids: list[int] = field(default_factory=list)
 
     def __getitem__(self, layer: int) -> LayerAttention:
         return self.layers[_layer_index(layer, self.num_layers, available=self.layers)]
@@ -337,5 +336,4 @@ def explain_attention(model: torch.nn.Module, texts: str | Sequence[str], tokeni
                           for ids, n in zip(encoded["input_ids"], lengths)]
     explanation.offsets = [[(int(a), int(b)) for a, b in offsets[:n].tolist()]
                            for offsets, n in zip(encoded["offset_mapping"], lengths)]
-    explanation.special_ids = [int(i) for i in getattr(tokenizer, "all_special_ids", [])]
     return explanation

@@ -250,9 +250,13 @@
     box.appendChild(table);
   }
 
-  function gridColour(value) {                            // dark blue (content) -> yellow (position)
-    const t = Math.max(0, Math.min(1, value));
-    return "rgb(" + Math.round(68 + 185 * t) + "," + Math.round(1 + 230 * t) + "," + Math.round(84 - 47 * t) + ")";
+  // viridis, as in the PNG grid: dark purple (content) -> teal -> yellow (position)
+  const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  function gridColour(value) {
+    const t = Math.max(0, Math.min(1, value)) * (VIRIDIS.length - 1);
+    const low = Math.min(Math.floor(t), VIRIDIS.length - 2), f = t - low;
+    const rgb = VIRIDIS[low].map((c, i) => Math.round(c + (VIRIDIS[low + 1][i] - c) * f));
+    return "rgb(" + rgb.join(",") + ")";
   }
 
   function drawGrid() {
