@@ -59,8 +59,8 @@ def command_lines(draw):
     command = draw(st.sampled_from(FUZZED))
     argv = [command]
     if command == "fill-mask":
-        argv += draw(st.lists(st.sampled_from(["The [MASK] sat.", "no mask", "", "[MASK] [MASK]", "\u4e2d[MASK]"]),
-                              max_size=2))
+        argv += draw(st.lists(st.sampled_from(["The [MASK] sat.", "no mask", "", "[MASK] [MASK]", "\u4e2d[MASK]",
+                                               "\udcff[MASK]"]), max_size=2))   # undecodable argv bytes
     if draw(st.integers(0, 5)):                          # usually a model, so that the command gets further
         argv += ["--model", "MODEL"]
     if command == "embed" and draw(st.integers(0, 5)):

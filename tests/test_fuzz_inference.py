@@ -20,7 +20,8 @@ import fastdeberta
 pytestmark = pytest.mark.usefixtures("single_thread")   # tiny models: one thread is fastest
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40) | st.sampled_from(
-    ["", " ", "[MASK]", "the [MASK] sat", "\u00e9t\u00e9", "a" * 300, "\n\t", "[CLS] [SEP]"])
+    ["", " ", "[MASK]", "the [MASK] sat", "\u00e9t\u00e9", "a" * 300, "\n\t", "[CLS] [SEP]",
+     "abc\ud800", "\udcff [MASK]"])          # lone surrogates: what JSON and argv (surrogateescape) let through
 TEXTS = TEXT | st.lists(TEXT, max_size=4) | st.sampled_from([None, 5, b"bytes", {"a": 1}, [None], [1, 2], ("a", "b")])
 ANY = st.sampled_from([None, 0, 1, -1, 2, 7, 1000, "x", "mean", "cls", "max", "numpy", "torch", "cpu", "meta",
                        True, False, 1.5, [], {}])
