@@ -287,7 +287,7 @@ class Trainer:
         np.random.seed(args.seed % 2**32)
         groups = self._groups or param_groups(model, lr=args.learning_rate, weight_decay=args.weight_decay,
                                               layerwise_lr_decay=args.layerwise_lr_decay)
-        # fused: one kernel over all parameters (on a 14M-parameter model 13x faster than the default
+        # fused: one kernel over all parameters (on a 14M-parameter model 4.3x less CPU time than the default
         # per-parameter loop on CPU; deterministic, within 1 ulp of the loop's update). Only for the
         # groups built here (lists of tensors); a resumed run keeps the setting saved in its checkpoint.
         fused = self._groups is None and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
