@@ -326,3 +326,13 @@ def test_float_class_ids_for_sequence_classification_still_work():
     loss_float = clf(input_ids=ids, labels=torch.tensor([1.0, 0.0])).loss
     loss_long = clf(input_ids=ids, labels=torch.tensor([1, 0])).loss
     torch.testing.assert_close(loss_float, loss_long)
+
+
+def test_position_ids_past_the_table_only_matter_with_absolute_positions():
+    ids = torch.full((1, 4), 7)
+    far = torch.tensor([[MAX_POSITIONS, MAX_POSITIONS + 1, MAX_POSITIONS + 2, MAX_POSITIONS + 3]])
+    with pytest.raises(fastdeberta.InvalidInputError, match=f"position_ids holds {MAX_POSITIONS + 3}"):
+        _model("v2-rel")(input_ids=ids, position_ids=far)          # position_biased_input: added at the input
+    base = _model("v3")                                             # relative only: values unused
+    torch.testing.assert_close(base(input_ids=ids, position_ids=far).last_hidden_state,
+                               base(input_ids=ids).last_hidden_state)

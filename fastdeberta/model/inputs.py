@@ -115,8 +115,8 @@ def _check_ids_like(name: str, value: object, shape: tuple[int, int], device: to
         low, high = _value_range(tensor)
         if low < 0 or (limit is not None and high >= limit):
             bad = low if low < 0 else high
-            raise InvalidInputError(f"{name} holds {bad}, outside [0, {limit if limit is not None else 'inf'}) "
-                                    f"({what})")
+            allowed = f"[0, {limit}) ({what})" if limit is not None else "the ids >= 0"
+            raise InvalidInputError(f"{name} holds {bad}, outside {allowed}")
     return tensor.long() if tensor.dtype not in (torch.int64, torch.int32) else tensor
 
 
@@ -156,8 +156,10 @@ def check_inputs(
     if position_ids is None:
         position_ids = torch.arange(shape[1], device=device).unsqueeze(0)          # (1, L)
     else:
-        position_ids = _check_ids_like("position_ids", position_ids, shape, device,
-                                       config.max_position_embeddings,
+        # The upper limit matters only where absolute positions are added at the input (the enhanced mask
+        # decoder checks its own); relative-only models ignore the values, as in transformers.
+        limit = config.max_position_embeddings if config.position_biased_input else None
+        position_ids = _check_ids_like("position_ids", position_ids, shape, device, limit,
                                        f"max_position_embeddings={config.max_position_embeddings}")
     if inputs_embeds is not None and mask is not None:
         # Padded rows never reach a real token's output, but 0 * NaN is NaN: a NaN written into
