@@ -39,6 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="longest input the graph must serve and be checked at (default: the model's limit; "
                            "512 for models without an absolute position table)")
     onnx.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    onnx.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     onnx.set_defaults(run=run)
     parser.set_defaults(run=lambda args: _no_format(parser))
     return parser
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     try:
         result = export_onnx(args.model, args.output, task=args.task, opset=args.opset, quantize=args.quantize,
-                             max_length=args.max_length, **load_kwargs(args))
+                             max_length=args.max_length, show_progress=not args.no_progress, **load_kwargs(args))
     except OnnxRuntimeMissingError as err:
         raise CliError(str(err)) from err
     manifest = result.manifest

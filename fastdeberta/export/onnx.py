@@ -49,8 +49,6 @@ from .engine import (
 )
 from .verify import check_parity, int8_accuracy
 
-logger = logging.getLogger("fastdeberta")
-
 DEFAULT_OPSET = 18
 TRACE_LENGTH = 16           # the example length the graph is traced at (checked at others)
 TOLERANCE = 1e-4            # fp32 parity: max abs difference, relative to max(1, max |reference|)
@@ -163,8 +161,9 @@ def trace_to_onnx(model: DebertaPreTrained, path: Path, *, opset: int, max_lengt
     names, outputs = input_names(model), output_names(model.task)
     axes, _ = symbolic_shapes(model.task, model.config)
     length = max(2, min(TRACE_LENGTH, max_length or TRACE_LENGTH))
+    limit = hard_length_limit(model)        # a shorter max_length only limits the checks, not the graph
     dims = {"batch": torch.export.Dim("batch"), "choices": torch.export.Dim("choices"),
-            "sequence": torch.export.Dim("sequence", max=max_length) if max_length else torch.export.Dim("sequence")}
+            "sequence": torch.export.Dim("sequence", max=limit) if limit else torch.export.Dim("sequence")}
     dynamic = {name: {i: dims[axis] for i, axis in enumerate(axes)} for name in names}
     too_large = sum(p.numel() for p in model.parameters()) * 4 > 1.8 * 2**30     # ONNX protobuf limit: 2 GiB
     with _quiet():
@@ -233,13 +232,15 @@ def export_onnx(
     max_length: int | None = None,
     tolerance: float = TOLERANCE,
     check_lengths: tuple[int, ...] | None = None,
+    show_progress: bool = False,
     **load_kwargs: Any,
 ) -> ExportResult:
     """Export ``model`` (a folder, Hub id or loaded fastdeberta model) to the folder ``output``.
 
     ``task``: which head to export (default: the checkpoint's, from config.json); ``max_length``:
     the longest input the graph must serve (default: the model's limit; purely relative models have
-    none, and are checked up to 512 tokens). ``quantize="int8"`` adds ``model_quantized.onnx``
+    none, and are checked up to 512 tokens). ``show_progress``: a tqdm bar over the stages.
+    ``quantize="int8"`` adds ``model_quantized.onnx``
     (onnxruntime dynamic quantisation) and its measured accuracy. Raises :class:`ParityError`
     (and writes nothing) when onnxruntime disagrees with PyTorch by more than ``tolerance``.
     """
@@ -248,8 +249,13 @@ def export_onnx(
     max_length = _check_options(model, opset, quantize, max_length)
     model.eval()
     output = Path(output)
-    with atomic_folder(output) as tmp:
+    from tqdm.auto import tqdm
+
+    stages = tqdm(total=3 if quantize else 2, desc="tracing", unit="stage", disable=not show_progress)
+    with stages, atomic_folder(output) as tmp:
         graph = trace_to_onnx(model, tmp / ONNX_FILE, opset=opset, max_length=max_length)
+        stages.update()
+        stages.set_description("checking onnxruntime against PyTorch")
         parity = check_parity(model, tmp / ONNX_FILE, input_names(model), output_names(model.task),
                               lengths=check_lengths, traced_length=graph["traced_length"],
                               max_length=max_length, tolerance=tolerance)
@@ -260,9 +266,12 @@ def export_onnx(
                 f"{worst['output']!r} at batch {worst['batch']} x length {worst['length']} (allowed "
                 f"{worst['allowed']:.3g}); nothing was written to {output}. Please report this with the model's "
                 "config.json.")
+        stages.update()
         manifest = _manifest(model, opset, max_length, graph, parity)
         if quantize == "int8":
-            manifest["quantization"] = _quantize(model, tmp)
+            stages.set_description("int8 quantisation")
+            manifest["quantization"] = _quantize(model, tmp, external_data=graph["external_data"])
+            stages.update()
         model.export_config().save_pretrained(tmp)
         if model.tokenizer is not None and hasattr(model.tokenizer, "save_pretrained"):
             model.tokenizer.save_pretrained(tmp)
@@ -306,13 +315,13 @@ def _manifest(model: DebertaPreTrained, opset: int, max_length: int | None, grap
     }
 
 
-def _quantize(model: DebertaPreTrained, folder: Path) -> dict[str, Any]:
+def _quantize(model: DebertaPreTrained, folder: Path, external_data: bool) -> dict[str, Any]:
     """int8 weights for every MatMul/Gemm (onnxruntime dynamic quantisation) and their measured accuracy."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
         quantize_dynamic(str(folder / ONNX_FILE), str(folder / QUANTIZED_FILE), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm"])
+                         op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=external_data)
     accuracy = int8_accuracy(model, folder / QUANTIZED_FILE, input_names(model), output_names(model.task))
     return {"file": QUANTIZED_FILE, "method": "onnxruntime quantize_dynamic, int8 weights (per tensor), "
             "activations quantised at run time", "accuracy": accuracy}
