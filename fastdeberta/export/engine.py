@@ -85,6 +85,10 @@ def make_session(path: str | os.PathLike, num_threads: int | None = None, profil
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_profiling = profile
+    if profile:   # onnxruntime writes the trace into the working directory unless told otherwise
+        import tempfile
+
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / "profile")
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
