@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DebertaConfig
+from .layers import Dropout
 from .positions import PositionSlots
 
 IMPLEMENTATIONS = ("fast", "reference")
@@ -181,7 +182,7 @@ class DisentangledSelfAttention(nn.Module):
         self.terms = config.attention_terms if config.relative_attention else ()
         self.share_att_key = config.share_att_key and not self.v1
         if self.relative_attention:
-            self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
+            self.pos_dropout = Dropout(config.hidden_dropout_prob)
             if self.v1:
                 if "c2p" in self.terms:
                     self.pos_proj = nn.Linear(D, D, bias=False)
@@ -196,7 +197,7 @@ class DisentangledSelfAttention(nn.Module):
         if self.talking_head:
             self.head_logits_proj = nn.Linear(H, H, bias=False)
             self.head_weights_proj = nn.Linear(H, H, bias=False)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
         # The scale counts the position terms named in the config, as the original does.
         self.scale = 1.0 / math.sqrt(self.head_size * (1 + len(config.attention_terms)))
         self.implementation = "fast"

@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import DebertaConfig
 from .attention import DisentangledSelfAttention, reuse_buffers
-from .layers import LayerNorm, activation
+from .layers import Dropout, LayerNorm, activation
 from .positions import GraphSlots, PositionSlots, position_slots
 
 
@@ -23,7 +23,7 @@ class SelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_size, config.hidden_size)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
@@ -73,7 +73,7 @@ class ConvLayer(nn.Module):
         self.conv = nn.Conv1d(config.hidden_size, config.hidden_size, k, padding=(k - 1) // 2,
                               groups=config.conv_groups)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.act = activation(config.conv_act)
 
     def forward(self, embeddings: torch.Tensor, layer_output: torch.Tensor,

@@ -73,3 +73,33 @@ def init_weights(module: nn.Module, std: float) -> None:
         nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+class _ScaleKept(torch.autograd.Function):
+    """x * noise with noise = keep * scale (torch's dropout noise), saving only the bool mask."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(keep, scale)
+        return x * keep.to(x.dtype).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        keep, scale = ctx.saved_tensors
+        return grad * keep.to(grad.dtype).mul_(scale), None, None
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that keeps a bool mask (1 byte per element) for the backward pass instead of a
+    mask in the input's dtype (4 bytes in fp32). On CPU the output and gradient are bitwise torch's:
+    the mask comes from the same ``bernoulli_`` draws and the kept values are scaled by the same
+    rounded 1 / (1 - p). Elsewhere (CUDA's fused kernel draws differently) it is ``nn.Dropout``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Only for 4-byte inputs: for bf16 the mask shrinks from 2 bytes to 1, which does not pay for
+        # the ~1 ms per million elements the bool -> float conversions add on CPU.
+        if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace or x.element_size() < 4:
+            return super().forward(x)
+        keep = torch.empty(x.shape, dtype=torch.bool).bernoulli_(1.0 - self.p)
+        scale = torch.ones((), dtype=x.dtype).div_(1.0 - self.p)       # torch's noise.div_(1 - p)
+        return _ScaleKept.apply(x, keep, scale)

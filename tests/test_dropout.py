@@ -1,0 +1,77 @@
+"""The model's dropout (bool mask kept for backward) against torch's nn.Dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fastdeberta import DebertaModel
+from fastdeberta.config import preset_config
+from fastdeberta.model.layers import Dropout
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32 if t.element_size() == 4 else torch.int16)
+
+
+def run(module: nn.Module, x: torch.Tensor, seed: int = 5):
+    torch.manual_seed(seed)
+    out = module(x)
+    (grad,) = torch.autograd.grad(out, x, torch.linspace(-2, 2, out.numel()).view(out.shape).to(out.dtype))
+    return out, grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_bitwise_torch_dropout(dtype, p):
+    x = torch.randn(6, 50, 33).to(dtype)
+    x[0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -3.0])
+    x.requires_grad_(True)
+    ours, theirs = run(Dropout(p).train(), x), run(nn.Dropout(p).train(), x)
+    assert torch.equal(bits(ours[0]), bits(theirs[0])), "same draws, same scaling, same NaN/inf/-0 handling"
+    assert torch.equal(bits(ours[1]), bits(theirs[1]))
+    kept = ours[0] != 0
+    assert 0.3 < kept.float().mean() < 0.95                     # it does drop, at about rate p
+
+
+def test_keeps_a_bool_mask_for_backward():
+    x = torch.randn(64, 256, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        Dropout(0.1).train()(x)
+    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.bool]
+
+
+def test_eval_and_p0_are_the_identity():
+    x = torch.randn(4, 8)
+    assert Dropout(0.3).eval()(x) is x
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_model_training_step_equals_torch_dropout():
+    # The encoder with our dropout gives the same outputs and gradients as with nn.Dropout everywhere.
+    config = preset_config("deberta-v3-xsmall", vocab_size=300, hidden_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=128, position_buckets=32,
+                           hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
+    torch.manual_seed(0)
+    model = DebertaModel(config).train()
+    ids = torch.randint(4, 300, (2, 40), generator=torch.Generator().manual_seed(0))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(11)
+        out = model(input_ids=ids).last_hidden_state
+        out.square().sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ours = step()
+    original = Dropout.forward
+    Dropout.forward = nn.Dropout.forward
+    try:
+        theirs = step()
+    finally:
+        Dropout.forward = original
+    assert torch.equal(ours[0], theirs[0])
+    for name, grad in theirs[1].items():
+        assert torch.equal(ours[1][name], grad), name
