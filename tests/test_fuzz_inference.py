@@ -4,6 +4,7 @@ or raises a documented error with a message; a failed call leaves the model wher
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 
@@ -77,9 +78,10 @@ CALL_ARGS = ("top_k", "targets")
 @given(st.sampled_from(["fill-mask", "feature-extraction", "nope", None]), TEXTS,
        st.dictionaries(st.sampled_from(PIPELINE_ARGS), ANY, max_size=2))
 def test_random_pipeline_calls(task, texts, kwargs):
-    model = _model()
-    before = _snapshot(model)
     construct = {k: v for k, v in kwargs.items() if k not in CALL_ARGS}
+    moves = bool({"device", "dtype"} & construct.keys())     # a pipeline may move or cast the model when asked
+    model = copy.deepcopy(_model()) if moves else _model()
+    before = _snapshot(model)
 
     def call():       # call-time options only where the task has them (others: Python's own TypeError)
         call_kwargs = {k: v for k, v in kwargs.items() if k in CALL_ARGS and task == "fill-mask"}
@@ -87,9 +89,8 @@ def test_random_pipeline_calls(task, texts, kwargs):
 
     result, error = documented_outcome(call)
     event(f"{task}: {type(error).__name__ if error is not None else 'result'}")
-    if error is not None or not ({"device", "dtype"} & construct.keys()):
-        assert _snapshot(model) == before      # a pipeline may move the model only when asked, and did not fail
-    model.to(before[0], before[1])
+    if error is not None or not moves:
+        assert _snapshot(model) == before      # a failed call, or one that was not asked to, leaves it as it was
     if error is None and task == "fill-mask":
         flat = result
         while isinstance(flat, list) and flat and isinstance(flat[0], list):
@@ -110,3 +111,12 @@ def test_fill_mask_targets_of_the_wrong_type_is_a_documented_error():
     fill = fastdeberta.pipeline("fill-mask", model=_model())
     _, error = documented_outcome(lambda: fill("the [MASK] sat", targets=1))
     assert error is not None and "targets" in str(error)
+
+
+@pytest.mark.xfail(strict=True, reason="inference/pipelines.py (compatibility helper's area): pipeline(model=m, "
+                   "device='meta') moves the caller's model to the meta device (its weights gone), where "
+                   "encode(device='meta') is refused; found by the long fuzz profile")
+def test_pipeline_on_the_meta_device_is_refused():
+    model = copy.deepcopy(_model())
+    _, error = documented_outcome(lambda: fastdeberta.pipeline("feature-extraction", model=model, device="meta"))
+    assert error is not None and next(model.parameters()).device.type == "cpu"
