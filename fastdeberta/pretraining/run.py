@@ -152,6 +152,9 @@ def prepare_data(corpus: list[str], tokenizer: Any, output_dir: Path, args: Pret
             raise ValueError(f"pass one packed .npy file as the corpus, got {len(corpus)}")
         train = PackedDataset(corpus[0])
         held = PackedDataset(valid[0]) if valid else None
+        for data in (train, held):
+            if data is not None:
+                data.check_tokenizer(tokenizer)      # packed with another vocabulary: refuse, don't train on it
         return train, held
     data_dir = output_dir / "data"
     train_file = data_dir / "train.npy"
