@@ -200,6 +200,17 @@ def test_failed_parity_leaves_no_valid_looking_folder(monkeypatch, mlm_export, t
     assert result.manifest["parity"]["passed"]
 
 
+@pytest.mark.slow
+def test_reduced_precision_model_is_exported_in_fp32(tmp_path):
+    """A model loaded in bf16 gives an fp32 graph checked against an fp32 copy (the caller's model stays bf16)."""
+    model = fastdeberta.from_pretrained(fx.mlm_checkpoint(), dtype="bfloat16")
+    result = export_onnx(model, tmp_path / "out", check_lengths=(7, 40))
+    assert result.manifest["parity"]["passed"]
+    assert result.manifest["parity"]["max_abs_diff"] <= 1e-4 * max(
+        1.0, max(c["max_abs_reference"] for c in result.manifest["parity"]["checks"]))
+    assert model.dtype == torch.bfloat16
+
+
 def test_bad_options(tmp_path):
     model = fastdeberta.from_pretrained(fx.mlm_checkpoint())
     with pytest.raises(ExportError, match="past this model's limit of 128 tokens"):

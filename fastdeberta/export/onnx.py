@@ -247,6 +247,8 @@ def export_onnx(
     require_onnxruntime()
     model = _load(model, task, load_kwargs)
     max_length = _check_options(model, opset, quantize, max_length)
+    if model.dtype != torch.float32:      # the graph is fp32, and so is the model it is checked against
+        model = copy.deepcopy(model).float()
     model.eval()
     output = Path(output)
     from tqdm.auto import tqdm
