@@ -1,7 +1,7 @@
 """Experiments with DeBERTa's disentangled attention: measured, on a trained model.
 
     python examples/attention_experiments.py --model PATH_OR_REPO_ID     # a masked-LM checkpoint
-    python examples/attention_experiments.py                             # trains a tiny one first (minutes)
+    python examples/attention_experiments.py --threads 1                 # trains a tiny one first (~10 minutes)
 
 Questions answered, each over held-out sentences (text the model was not trained on when the script
 trains it; with --model, sentences from this machine's gettext catalogs):
@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="masked-LM checkpoint folder or Hub id (default: train a tiny one)")
     parser.add_argument("--out", default=".attention-experiments", help="output folder (default .attention-experiments)")
-    parser.add_argument("--train-steps", type=int, default=1000, help="training steps without --model (default 1000)")
-    parser.add_argument("--train-seconds", type=float, default=480.0,
-                        help="stop training after this many seconds even if fewer steps were taken (default 480)")
+    parser.add_argument("--train-steps", type=int, default=1500, help="training steps without --model (default 1500)")
+    parser.add_argument("--train-seconds", type=float, default=900.0,
+                        help="stop training after this many seconds even if fewer steps were taken (default 900)")
     parser.add_argument("--sentences", type=int, default=300, help="held-out sentences measured (default 300)")
     parser.add_argument("--order-sentences", type=int, default=100, help="sentences shuffled for question 4 (default 100)")
     parser.add_argument("--threads", type=int, default=None,
