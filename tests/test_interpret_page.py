@@ -130,3 +130,21 @@ def test_page_renders_and_follows_the_controls(explanation, browser, tmp_path):
     assert not errors, errors
     assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
     page.close()
+
+
+@pytest.mark.parametrize("name, kinds", [("v2-norel", ["c2c", "attention"]),
+                                         ("v1-talking-both", ["c2c", "c2p", "p2c", "attention"]),
+                                         ("v2-maxrel-c2p-conv-emb", ["c2c", "c2p", "attention"])])
+def test_page_shows_the_terms_each_model_has(name, kinds, browser, tmp_path):
+    model = randomize_(DebertaModel(DebertaConfig.from_dict(variant(name)))).eval()
+    explained = decompose_attention(model, torch.arange(4, 13)[None])
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(write_page(explained, tmp_path / "attention.html").as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    assert page.eval_on_selector_all(".panel", "panels => panels.map(p => p.dataset.kind)") == kinds
+    assert page.eval_on_selector_all("#terms input", "inputs => inputs.map(i => i.value)") == kinds
+    _assert_lines_show(_lines(page, "attention"), explained.layers[0].probs[0, 0], f"{name} attention")
+    assert not errors, errors
+    page.close()
