@@ -389,8 +389,10 @@ def load_model(
         low_cpu_mem_usage=low_cpu_mem_usage, trust_remote_code=trust_remote_code)
     device = check_device(device)
     dtype = check_dtype(dtype)
-    folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir,
-                               local_files_only=local_files_only, token=token)
+    from .shipped import shipped_folder
+
+    folder = shipped_folder(name_or_path, task) or resolve_model_dir(
+        name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
     engine = config_overrides.pop("engine", None)   # "torch", "onnxruntime"; None: onnxruntime for an ONNX export
     if engine not in (None, "torch", "onnxruntime"):
         raise ValueError(f"unknown engine {engine!r}; choose 'torch' or 'onnxruntime'")

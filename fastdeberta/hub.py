@@ -41,10 +41,17 @@ def resolve_model_dir(
 ) -> Path:
     """Return a local folder holding the files of ``name_or_path``.
 
-    A path to an existing folder is returned as is. Anything else is taken as a Hub repo id and
-    fetched (or found in the cache) with ``huggingface_hub.snapshot_download``.
+    A path to an existing folder is returned as is. The name of the model shipped in the package
+    (``fastdeberta.shipped.DEFAULT_MODEL``) gives its folder (the discriminator; ``load_model`` picks the
+    generator for masked-LM). Anything else is taken as a Hub repo id and fetched (or found in the
+    cache) with ``huggingface_hub.snapshot_download``.
     """
     name_or_path = _checked_reference(name_or_path)
+    from .shipped import shipped_folder
+
+    shipped = shipped_folder(name_or_path)
+    if shipped is not None:
+        return shipped
     path = _local_path(name_or_path)
     if path is not None and path.is_dir():
         return path

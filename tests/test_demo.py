@@ -137,12 +137,25 @@ def test_clean_line():
 
 
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path):
+def test_demo_train_tiny_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "fastdeberta.demo", "--out", str(out), "--steps", "20"],
+    result = subprocess.run([sys.executable, "-m", "fastdeberta.demo", "--train-tiny", "--out", str(out),
+                             "--steps", "20"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "model" / "spm.model").is_file()
     for expected in ("fastdeberta info", "fill-mask", "cosine", "NOT"):
         assert expected in result.stdout
+
+
+def test_demo_on_the_shipped_model(tmp_path):
+    """make demo's main job: offline, on the shipped model: info, fill-mask, embeddings, attention page."""
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "fastdeberta.demo", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for expected in ("fastdeberta info", "fill-mask with the generator", "cosine similarity", "layer 0: c2c",
+                     "fastdeberta/deberta-v3-tiny-en"):
+        assert expected in result.stdout, expected
+    assert (out / "attention" / "attention.html").is_file()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..shipped import DEFAULT_MODEL
+
 
 class CliError(Exception):
     """A user error: printed as one line on stderr, exit code 2, no traceback."""
@@ -16,8 +18,9 @@ TOKENIZER_HINT = ("Pass --tokenizer FOLDER_OR_REPO_ID to use another tokenizer; 
 
 def add_model_arguments(parser: argparse.ArgumentParser, tokenizer: bool = False) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", "-m", required=True,
-                       help="checkpoint folder or Hugging Face Hub repo id (e.g. microsoft/deberta-v3-base)")
+    group.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                       help="checkpoint folder or Hugging Face Hub repo id (e.g. microsoft/deberta-v3-base); "
+                            f"default: {DEFAULT_MODEL}, the small model shipped in the package (offline)")
     if tokenizer:
         group.add_argument("--tokenizer", default=None,
                            help="folder or Hub repo id of the tokenizer to use (default: the model's own)")

@@ -327,6 +327,11 @@ def _check_pipeline_kwargs(task: str, cls: type[Pipeline], kwargs: dict[str, Any
     check_known_keywords(kwargs, known, f"pipeline({task!r})", accepted)
 
 
+# tasks the shipped model (fastdeberta/deberta-v3-tiny-en) serves when no model is given: its generator
+# for fill-mask, its discriminator for features and sentence embeddings
+SHIPPED_MODEL_TASKS = ("fill-mask", "feature-extraction", "sentence-embeddings", "embeddings")
+
+
 def pipeline(task: str, model: Any = None, tokenizer: Any = None, device: Any = None, dtype: Any = None,
              revision: str | None = None, torch_dtype: Any = None, **kwargs: Any) -> Pipeline:
     """Build a pipeline for ``task`` (see :data:`SUPPORTED_TASKS`).
@@ -342,8 +347,14 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, device: Any = 
         raise InvalidInputError(f"unknown pipeline task {task!r}; supported tasks: {', '.join(SUPPORTED_TASKS)}")
     cls = SUPPORTED_TASKS[task]
     if model is None:
-        raise InputTypeError(f"pipeline({task!r}) needs model=: a checkpoint folder, a Hub repo id or a loaded "
-                             "fastdeberta model (there is no default model per task)")
+        from ..shipped import DEFAULT_MODEL
+
+        if task not in SHIPPED_MODEL_TASKS:
+            raise InputTypeError(
+                f"pipeline({task!r}) needs model=: a checkpoint folder, a Hub repo id or a loaded fastdeberta "
+                f"model (the shipped default model {DEFAULT_MODEL} has no trained head for {task!r}; it is the "
+                f"default for {', '.join(SHIPPED_MODEL_TASKS)})")
+        model = DEFAULT_MODEL
     if torch_dtype is not None:
         if dtype is not None and dtype != torch_dtype:
             raise InvalidInputError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one of them")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..shipped import DEFAULT_MODEL as SHIPPED_DEFAULT
+
 __all__ = ["DEFAULT_MODEL", "ENGINES", "TASKS", "ServeSettings", "default_model"]
 
 # --task choices -> the model task to load (None: what config.json's architectures say)
@@ -18,9 +20,9 @@ TASKS: dict[str, str | None] = {
 
 ENGINES = ("torch", "onnxruntime")
 
-# The checkpoint `fastdeberta serve` runs when --model is not given: a folder or Hub repo id.
-# None until the project ships one; then set it here (the only place that names it).
-DEFAULT_MODEL: str | None = None
+# The checkpoint `fastdeberta serve` runs when --model is not given: the model shipped in the package
+# (its discriminator, an encoder: /embed; with --task fill-mask its generator).
+DEFAULT_MODEL: str | None = SHIPPED_DEFAULT
 
 
 def default_model() -> str | None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Continue pretraining the model shipped in the package (fastdeberta/deberta-v3-tiny-en), in chunks.
+#
+#   scripts/pretrain_shipped.sh            # runs until stopped (or 20,000 steps); safe to kill at any time
+#   OMP_NUM_THREADS=1 scripts/pretrain_shipped.sh   # on a busy machine (OpenMP spin-waits otherwise)
+#
+# With the full training state in .cache/pretrain/run (same machine as before) it resumes exactly
+# (--resume). On a fresh machine it prepares the corpus and starts a new schedule from the committed
+# weights (--init-from). Ship the newest checkpoint with: python scripts/ship_model.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SHIPPED=fastdeberta/shipped/deberta-v3-tiny-en
+RUN=${RUN:-.cache/pretrain/run}
+
+[ -f .cache/corpus/train.txt ] || "$PY" scripts/prepare_corpus.py
+start=()
+if compgen -G "$RUN/checkpoint-*/trainer_state.json" >/dev/null; then
+  start=(--resume)
+elif [ -f "$SHIPPED/discriminator/config.json" ]; then
+  start=(--init-from "$SHIPPED")
+fi
+exec nice -n "${NICE:-0}" "$PY" -m fastdeberta pretrain --objective rtd \
+  --config fastdeberta/pretraining/configs/deberta-v3-tiny.json \
+  --tokenizer "$SHIPPED/discriminator" \
+  --corpus .cache/corpus/train.txt --valid .cache/corpus/valid.txt \
+  --output "$RUN" --seq-length 128 --batch-size 32 --steps 20000 \
+  --lr 5e-4 --warmup 1000 --rtd-lambda 50 --embedding-sharing gdes \
+  --eval-every 200 --eval-sequences 256 --save-every 100 --keep 2 --log-every 10 --no-progress \
+  "${start[@]}" "$@"
