@@ -326,8 +326,8 @@ def test_feature_extraction_equals_transformers():
 
 def test_pipeline_argument_errors():
     """Issue 13: model=None, unknown keywords, transformers' device numbers."""
-    with pytest.raises(TypeError, match="needs model="):
-        fastdeberta.pipeline("feature-extraction", model=None)
+    with pytest.raises(TypeError, match="needs model="):   # (no default model has a question-answering head)
+        fastdeberta.pipeline("question-answering", model=None)
     with pytest.raises(InputTypeError, match="'foo'"):
         fastdeberta.pipeline("fill-mask", model=str(fx.mlm_checkpoint()), foo=1)
     with pytest.raises(TypeError, match="Did you mean 'top_k'"):
