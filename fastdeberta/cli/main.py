@@ -7,13 +7,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import embed, fill_mask, info
-from . import pretrain
-from . import attention
-from . import serve
-from . import evaluate, predict, train
-from . import train_tokenizer
-from . import export
+from . import (
+    attention,
+    embed,
+    evaluate,
+    export,
+    fill_mask,
+    info,
+    predict,
+    pretrain,
+    serve,
+    train,
+    train_tokenizer,
+)
 from .common import CliError
 
 # One module per subcommand, each with add_parser(subparsers); listed in the order --help shows them.
@@ -21,14 +27,14 @@ SUBCOMMANDS = (
     fill_mask,
     embed,
     info,
-    attention,
-    serve,
     train,
     evaluate,
     predict,
     train_tokenizer,
     pretrain,
+    attention,
     export,
+    serve,
 )
 
 
@@ -46,7 +52,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastdeberta",
-        description="DeBERTa v1/v2/v3 for PyTorch: fill-mask, embeddings and checkpoint information.",
+        description="DeBERTa v1/v2/v3 for PyTorch: fill-mask, embeddings, checkpoint information, fine-tuning, "
+                    "pretraining, attention analysis, ONNX export and an HTTP server.",
         epilog="Run 'fastdeberta COMMAND --help' for the options of a command. Set FASTDEBERTA_DEBUG=1 "
                "to see tracebacks.",
     )
