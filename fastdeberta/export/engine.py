@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import DebertaConfig
+from ..errors import FastDebertaError
 from ..model.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -48,7 +49,7 @@ OUTPUT_CLASSES: dict[str, type[ModelOutput]] = {
 }
 
 
-class OnnxRuntimeMissingError(ImportError):
+class OnnxRuntimeMissingError(FastDebertaError, ImportError):
     """onnxruntime (an optional dependency) is needed and not installed."""
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import FastDebertaError
 from ..io import atomic_folder
 from ..model.deberta import TASKS, DebertaPreTrained
 from .engine import (
@@ -55,7 +56,7 @@ TOLERANCE = 1e-4            # fp32 parity: max abs difference, relative to max(1
 QUANTIZE_CHOICES = ("int8",)
 
 
-class ExportError(ValueError):
+class ExportError(FastDebertaError, ValueError):
     """An export that cannot be made as asked (unknown task, wrong option, unsupported model)."""
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import FastDebertaError
 from ..io import atomic_path
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class CorpusFormatError(ValueError):
+class CorpusFormatError(FastDebertaError, ValueError):
     """A corpus file does not have the layout its reader expects."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import FastDebertaError
 from ..io import atomic_path, atomic_write_text
 from .corpus import is_heldout, read_documents
 
@@ -44,7 +45,7 @@ HEADER_FORMAT = "fastdeberta-packed-v1"
 TEXT_SUFFIXES = (".txt", ".jsonl")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(FastDebertaError, ValueError):
     """An input or packed data file is not in the expected format."""
 
 

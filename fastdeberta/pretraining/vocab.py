@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import FastDebertaError
 from ..io import atomic_folder
 
 __all__ = ["SPECIAL_PIECES", "train_sentencepiece", "sample_lines", "train_tokenizer", "VocabTrainingError"]
@@ -27,7 +28,7 @@ SPECIAL_PIECES = (("pad", "[PAD]"), ("bos", "[CLS]"), ("eos", "[SEP]"), ("unk", 
 MAX_LINE_BYTES = 4000
 
 
-class VocabTrainingError(ValueError):
+class VocabTrainingError(FastDebertaError, ValueError):
     """The vocabulary cannot be trained from the given text with the given settings."""
 
 

@@ -11,13 +11,14 @@ import os
 import signal
 from typing import Any
 
+from ..errors import FastDebertaError
 from .engine import Engine
 from .settings import ENGINES, TASKS, ServeSettings, default_model
 
 __all__ = ["NoModelError", "load_engine", "serve"]
 
 
-class NoModelError(ValueError):
+class NoModelError(FastDebertaError, ValueError):
     """``serve`` was called without a model and no default model ships yet."""
 
 
