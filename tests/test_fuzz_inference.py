@@ -98,24 +98,17 @@ def test_random_pipeline_calls(task, texts, kwargs):
         assert all(0.0 <= p["score"] <= 1.0 for p in flat)
 
 
-@pytest.mark.xfail(strict=True, reason="inference/batching.py (compatibility helper's area) raises a plain "
-                   "ValueError for batch_size=None; found by the long fuzz profile")
 def test_encode_batch_size_none_is_a_documented_error():
     _, error = documented_outcome(lambda: _model().encode("a", batch_size=None, show_progress_bar=False))
     assert error is not None and "batch_size" in str(error)
 
 
-@pytest.mark.xfail(strict=True, reason="inference/pipelines.py (compatibility helper's area): fill-mask "
-                   "targets=1 fails with TypeError 'int' object is not iterable; found by the long fuzz profile")
 def test_fill_mask_targets_of_the_wrong_type_is_a_documented_error():
     fill = fastdeberta.pipeline("fill-mask", model=_model())
     _, error = documented_outcome(lambda: fill("the [MASK] sat", targets=1))
     assert error is not None and "targets" in str(error)
 
 
-@pytest.mark.xfail(strict=True, reason="inference/pipelines.py (compatibility helper's area): pipeline(model=m, "
-                   "device='meta') moves the caller's model to the meta device (its weights gone), where "
-                   "encode(device='meta') is refused; found by the long fuzz profile")
 def test_pipeline_on_the_meta_device_is_refused():
     model = copy.deepcopy(_model())
     _, error = documented_outcome(lambda: fastdeberta.pipeline("feature-extraction", model=model, device="meta"))

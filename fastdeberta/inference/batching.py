@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
+
 __all__ = ["Batch", "make_batches", "plan_batches", "restore_order"]
 
 
@@ -50,10 +52,10 @@ class Batch:
 
 def _check_limits(batch_size: int, max_tokens: int | None) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
                                    or max_tokens < 1):
-        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+        raise InvalidInputError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int = 32, max_tokens: int | None = None) -> list[list[int]]:

@@ -50,6 +50,9 @@ def pipeline_device(device: Any) -> Any:
         if device < -1:
             raise InvalidInputError(f"device {device} is not a device: use -1 for the CPU or a CUDA index >= 0")
         return "cpu" if device == -1 else f"cuda:{device}"
+    if device is not None and str(device).startswith("meta"):
+        # the meta device holds no data: moving a model there discards its weights
+        raise InvalidInputError("device 'meta' cannot run a pipeline (it holds no weights); use 'cpu' or 'cuda'")
     return device
 
 
@@ -130,6 +133,9 @@ class FillMaskPipeline(Pipeline):
         when it is split into several)."""
         if isinstance(targets, str):
             targets = [targets]
+        elif not isinstance(targets, (list, tuple)):
+            raise InputTypeError(f"targets must be a string or a list of strings, got {type(targets).__name__}: "
+                                 f"{targets!r}")
         vocab = self.tokenizer.get_vocab()
         special = set(self.tokenizer.all_special_tokens)
         ids: list[int] = []
