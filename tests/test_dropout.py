@@ -75,3 +75,37 @@ def test_model_training_step_equals_torch_dropout():
     assert torch.equal(ours[0], theirs[0])
     for name, grad in theirs[1].items():
         assert torch.equal(ours[1][name], grad), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.0, 0.2])
+def test_attention_softmax_dropout_values_equals_torch(dtype, p):
+    # The training attention keeps the probabilities and a bool mask instead of the dropped copy;
+    # values and gradients must be those of bmm(F.dropout(softmax(scores)), values).
+    from fastdeberta.model.attention import _SoftmaxDropoutValues
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 20, 30, generator=g).to(dtype).requires_grad_(True)
+    values = torch.randn(6, 30, 8, generator=g).to(dtype).requires_grad_(True)
+    grad = torch.randn(6, 20, 8, generator=g).to(dtype)
+    torch.manual_seed(3)
+    ours = _SoftmaxDropoutValues.apply(scores, values, p)
+    ours_grads = torch.autograd.grad(ours, (scores, values), grad)
+    torch.manual_seed(3)
+    theirs = torch.bmm(torch.nn.functional.dropout(torch.softmax(scores, -1), p, training=True), values)
+    theirs_grads = torch.autograd.grad(theirs, (scores, values), grad)
+    assert torch.equal(ours, theirs)
+    for a, b in zip(ours_grads, theirs_grads):
+        assert a.dtype == b.dtype and torch.allclose(a.float(), b.float(), rtol=1e-6, atol=1e-7)
+
+
+def test_attention_softmax_dropout_values_keeps_one_probability_tensor():
+    from fastdeberta.model.attention import _SoftmaxDropoutValues
+
+    scores = torch.randn(4, 16, 16, requires_grad=True)
+    values = torch.randn(4, 16, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        _SoftmaxDropoutValues.apply(scores, values, 0.1)
+    square = [t.dtype for t in saved if t.shape == scores.shape]
+    assert sorted(map(str, square)) == ["torch.bool", "torch.float32"]     # probabilities + mask only
