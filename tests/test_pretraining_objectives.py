@@ -199,3 +199,68 @@ def test_load_pretrained_restores_what_save_wrote(tmp_path):
     inputs = batch()
     with torch.no_grad():
         assert torch.allclose(fresh.discriminate(**inputs), model.discriminate(**inputs), atol=1e-5)
+
+
+PRETRAIN_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+from fastdeberta.cli.main import main
+from fastdeberta.pretraining.objectives import RTDModel
+slow = RTDModel.compute_loss
+def compute_loss(self, model, batch, generator):       # slowed down so the test can kill it mid-run
+    time.sleep(float(sys.argv[2]))
+    return slow(self, model, batch, generator)
+RTDModel.compute_loss = compute_loss
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_pretraining_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """RTD + GDES pretraining through the CLI, killed with SIGKILL after a checkpoint and resumed,
+    ends with bitwise the same training state as an uninterrupted run (dropout and masking included)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from fastdeberta.pretraining.vocab import train_tokenizer
+
+    words = "the cat sat on a mat while the dog ran to the park and a bird sang in the old tree".split()
+    gen = torch.Generator().manual_seed(0)
+    docs = [" ".join(words[int(i)] for i in torch.randint(len(words), (12,), generator=gen)) + "." for _ in range(80)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(docs) + "\n")
+    train_tokenizer([corpus], tmp_path / "tok", vocab_size=50, exact_size=False)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**{k: v for k, v in CFG.items() if k not in ("vocab_size", "pad_token_id")},
+                                  "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}))
+    script = tmp_path / "run.py"
+    script.write_text(PRETRAIN_SCRIPT)
+
+    def command(out, delay, *extra):
+        return [sys.executable, str(script), "", str(delay), "pretrain", "--tokenizer", str(tmp_path / "tok"),
+                "--corpus", str(corpus), "--config", str(config), "--output", str(out), "--seq-length", "16",
+                "--batch-size", "4", "--steps", "16", "--save-every", "4", "--eval-every", "8",
+                "--valid-fraction", "0.1", "--precision", "fp32", "--no-progress", *extra]
+
+    straight = subprocess.run(command(tmp_path / "a", 0.0), capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    # the same run, killed once its step-8 checkpoint exists, then resumed
+    killed = tmp_path / "b"
+    proc = subprocess.Popen(command(killed, 0.1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint-8" / "trainer_state.json").is_file():
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (killed / "checkpoint-16").exists()
+    resumed = subprocess.run(command(killed, 0.0, "--resume"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(tmp_path / "a" / "checkpoint-16" / "state.safetensors")
+    b = load_file(killed / "checkpoint-16" / "state.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "embedding_delta" in a
