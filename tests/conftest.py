@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+# The suite checks bf16 numerics on every CPU, including ones without native bf16 where loading with
+# dtype="bfloat16" otherwise falls back to float32 (tests of that fallback unset this themselves).
+os.environ.setdefault("FASTDEBERTA_FORCE_BF16", "1")
 
 # ----------------------------------------------------------------------------------------------------
 # tiny configs (config.json form, exactly as a checkpoint would carry them)

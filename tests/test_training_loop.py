@@ -242,3 +242,21 @@ def test_empty_training_data_is_refused(tmp_path):
         Trainer(model, TrainingArguments(output_dir=tmp_path), [], collate_fn=collate)
 
 
+
+
+def test_bf16_loading_falls_back_to_fp32_without_native_bf16(tmp_path, monkeypatch):
+    import fastdeberta
+    from fastdeberta import hardware
+
+    model, _, _ = _tiny_setup()
+    model.save_pretrained(tmp_path)
+    monkeypatch.delenv("FASTDEBERTA_FORCE_BF16", raising=False)
+    monkeypatch.setattr(hardware, "bf16_support", lambda device: (False, "the CPU has no native bf16"))
+    with pytest.warns(RuntimeWarning, match="no native bf16.*float32 instead"):
+        loaded = fastdeberta.from_pretrained(tmp_path, dtype="bfloat16")
+    assert loaded.dtype == torch.float32
+    monkeypatch.setenv("FASTDEBERTA_FORCE_BF16", "1")
+    assert fastdeberta.from_pretrained(tmp_path, dtype="bfloat16").dtype == torch.bfloat16
+    monkeypatch.delenv("FASTDEBERTA_FORCE_BF16")
+    monkeypatch.setattr(hardware, "bf16_support", lambda device: (True, "the CPU has avx512_bf16"))
+    assert fastdeberta.from_pretrained(tmp_path, dtype="bfloat16").dtype == torch.bfloat16
