@@ -264,3 +264,16 @@ def test_pretraining_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     b = load_file(killed / "checkpoint-16" / "state.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "embedding_delta" in a
+
+
+def test_sample_categorical_draws_from_the_softmax():
+    from fastdeberta.pretraining.objectives import sample_categorical
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.0, 0.0, 1.0, 0.0]]).clamp_min(1e-30))
+    rows = logits.repeat(20000, 1)                                             # 20000 draws of each row
+    ids = sample_categorical(rows, torch.Generator().manual_seed(0)).view(20000, 2)
+    counts = torch.bincount(ids[:, 0], minlength=4).double() / 20000
+    torch.testing.assert_close(counts, torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.float64), atol=0.015, rtol=0)
+    assert bool((ids[:, 1] == 2).all())                                        # a one-hot row always gives its id
+    again = sample_categorical(rows, torch.Generator().manual_seed(0)).view(20000, 2)
+    assert torch.equal(ids, again)                                             # reproducible from the generator

@@ -46,7 +46,7 @@ from ..model.layers import LayerNorm, activation
 from .masking import IGNORE_INDEX, mask_tokens
 
 __all__ = ["EMBEDDING_SHARING", "OBJECTIVES", "MaskingOptions", "MLMObjective", "RTDHead", "RTDModel",
-           "generator_config", "masked_lm_logits"]
+           "generator_config", "masked_lm_logits", "sample_categorical"]
 
 OBJECTIVES = ("mlm", "rtd")
 EMBEDDING_SHARING = ("none", "es", "gdes")
@@ -108,6 +108,17 @@ def generator_config(discriminator: DebertaConfig, layers: int | None = None) ->
     if depth < 1:
         raise ValueError(f"the generator needs at least one layer, got {depth}")
     return discriminator.replace(num_hidden_layers=depth, architectures=None)
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One id per row of ``logits`` (N, V), drawn from softmax(logits): inverse-CDF sampling (one uniform
+    per row and a binary search in the cumulative distribution, in float64 so that tiny probabilities
+    keep their share). Same distribution as ``torch.multinomial``, whose CPU kernel draws a random
+    number per vocabulary entry and cost ~8% of an RTD pretraining step."""
+    probs = torch.softmax(logits.double().cpu(), dim=-1)                       # (N, V)
+    cumulative = probs.cumsum(dim=-1)                                          # (N, V)
+    uniform = torch.rand(len(probs), 1, generator=generator, dtype=torch.float64) * cumulative[:, -1:]
+    return torch.searchsorted(cumulative, uniform, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 class RTDHead(nn.Module):
@@ -182,8 +193,7 @@ class RTDModel(nn.Module):
                        generator: torch.Generator) -> torch.Tensor:
         """The discriminator's input: at selected positions a token sampled from the generator's
         distribution (logits (N, V) for the N selected positions), elsewhere the original."""
-        probs = torch.softmax(logits.float(), dim=-1)                          # (N, V)
-        sampled = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(original.device)
+        sampled = sample_categorical(logits, generator).to(original.device)    # (N,)
         replaced = original.clone()
         replaced[selected] = sampled
         return replaced
