@@ -238,21 +238,25 @@ def use_model(model_dir: Path) -> None:
         say("    " + "   ".join(f"{p['token_str']!r} {p['score']:.2f}" for p in preds))
 
     section("6. sentence embeddings: cosine similarity")
-    model = fill.model
-    vectors = torch.as_tensor(model.encode(EMBED_EXAMPLES, normalize=True))
+    say("model.encode(sentences, normalize=True) (mean pooling)")
+    para, others = similarity_table(fill.model, EMBED_EXAMPLES)
+    say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; of the other pairs: {others:.2f}")
+
+
+def similarity_table(model, sentences: list[str]) -> tuple[float, float]:
+    """Print the cosine-similarity table of ``sentences`` (paraphrase pairs at (0,1) (2,3) (4,5));
+    return the mean cosine of those pairs and of all other pairs."""
+    vectors = torch.as_tensor(model.encode(sentences, normalize=True))
     sims = vectors @ vectors.T
-    say(f"model.encode(sentences, normalize=True) -> {tuple(vectors.shape)} (mean pooling)")
-    for i, text in enumerate(EMBED_EXAMPLES):
+    n = len(sentences)
+    for i, text in enumerate(sentences):
         say(f"  [{i}] {text}")
-    say("      " + "".join(f"[{j}]".rjust(7) for j in range(len(EMBED_EXAMPLES))))
-    for i in range(len(EMBED_EXAMPLES)):
-        say(f"  [{i}] " + "".join(f"{sims[i, j].item():7.2f}" for j in range(len(EMBED_EXAMPLES))))
+    say("      " + "".join(f"[{j}]".rjust(7) for j in range(n)))
+    for i in range(n):
+        say(f"  [{i}] " + "".join(f"{sims[i, j].item():7.2f}" for j in range(n)))
     pairs = [(0, 1), (2, 3), (4, 5)]
-    para = sum(sims[i, j].item() for i, j in pairs) / len(pairs)
-    others = [sims[i, j].item() for i in range(len(EMBED_EXAMPLES)) for j in range(i + 1, len(EMBED_EXAMPLES))
-              if (i, j) not in pairs]
-    say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; "
-        f"of the other pairs: {sum(others) / len(others):.2f}")
+    others = [sims[i, j].item() for i in range(n) for j in range(i + 1, n) if (i, j) not in pairs]
+    return sum(sims[i, j].item() for i, j in pairs) / len(pairs), sum(others) / len(others)
 
 
 ABOUT = """\
@@ -328,20 +332,10 @@ def shipped_demo(out: Path) -> int:
 
     section("6. sentence embeddings from the discriminator: cosine similarity")
     model = fastdeberta.from_pretrained(DEFAULT_MODEL)
-    vectors = torch.as_tensor(model.encode(SHIPPED_EMBED, normalize=True))
-    sims = vectors @ vectors.T
-    for i, text in enumerate(SHIPPED_EMBED):
-        say(f"  [{i}] {text}")
-    say("      " + "".join(f"[{j}]".rjust(7) for j in range(len(SHIPPED_EMBED))))
-    for i in range(len(SHIPPED_EMBED)):
-        say(f"  [{i}] " + "".join(f"{sims[i, j].item():7.2f}" for j in range(len(SHIPPED_EMBED))))
-    pairs = [(0, 1), (2, 3), (4, 5)]
-    para = sum(sims[i, j].item() for i, j in pairs) / len(pairs)
-    others = [sims[i, j].item() for i in range(len(SHIPPED_EMBED)) for j in range(i + 1, len(SHIPPED_EMBED))
-              if (i, j) not in pairs]
-    say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; of the other pairs: "
-        f"{sum(others) / len(others):.2f} (a pretrained encoder without sentence-level training: raw "
-        "mean-pooled vectors are all similar; fine-tune for real similarity)")
+    para, others = similarity_table(model, SHIPPED_EMBED)
+    say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; of the other pairs: {others:.2f} "
+        "(a pretrained encoder without sentence-level training: raw mean-pooled vectors are all similar; "
+        "fine-tune for real similarity)")
 
     section("7. disentangled attention: content vs relative position")
     text = "The quick brown fox jumps over the lazy dog."
