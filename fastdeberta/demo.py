@@ -345,13 +345,13 @@ def shipped_demo(out: Path) -> int:
                              str(out / "attention")], capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"fastdeberta attention failed: {result.stderr.strip()}")
+    from fastdeberta.interpret.summaries import term_shares
+
     explanation = fastdeberta.explain_attention(model, text)
-    for index, layer in enumerate(explanation.layers):
-        parts = {name: getattr(layer, name) for name in ("c2c", "c2p", "p2c") if getattr(layer, name) is not None}
-        mean_abs = {name: float(t.abs().mean()) for name, t in parts.items()}
-        total = sum(mean_abs.values()) or 1.0
-        say(f"  layer {index}: " + "  ".join(f"{n} {v / total:5.1%}" for n, v in mean_abs.items())
-            + "   (share of mean |score|)")
+    say("share of each term in the within-row variance of the attention scores, mean over heads:")
+    for index, layer in explanation.layers.items():
+        shares = term_shares(layer, explanation.attention_mask)
+        say(f"  layer {index}: " + "  ".join(f"{name} {float(share.mean()):5.1%}" for name, share in shares.items()))
     written = sorted(p.name for p in (out / "attention").iterdir())
     say(f"wrote {out / 'attention'}: {', '.join(written)} -- open attention.html in a browser")
     section("what this model is")
