@@ -30,8 +30,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--text-column", default="text", help="field / column holding the text (default: text)")
     parser.add_argument("--keep-empty", action="store_true",
                         help=".txt input: keep empty lines (embedded as [CLS] [SEP]) instead of skipping them")
-    parser.add_argument("--pooling", choices=["mean", "cls", "max"], default="mean",
-                        help="mean (padding excluded, [CLS]/[SEP] included), cls or max (default mean)")
+    parser.add_argument("--pooling", choices=["mean", "cls", "max"], default=None,
+                        help="mean (padding excluded, [CLS]/[SEP] included), cls or max (default: the pooling a "
+                             "sentence-transformers folder names, else mean)")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise every vector")
     parser.add_argument("--layer", type=int, default=-1,
                         help="hidden state to pool: -1 last layer (default), 0 embeddings, k layer k")
