@@ -410,14 +410,20 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_cli_help_and_clear_errors(capsys):
+def test_cli_help_and_clear_errors(capsys, monkeypatch):
+    from fastdeberta.serve import settings
+    from fastdeberta.shipped import DEFAULT_MODEL
+
     _, help_text, _ = cli(capsys, "--help")
     for option in ("--model", "--task", "--host", "--port", "--max-batch-tokens", "--max-concurrent-requests",
                    "--max-input-length", "--dtype", "--engine", "--request-timeout", "--max-client-batch-size",
                    "--threads"):
         assert option in help_text
+    assert settings.default_model() == DEFAULT_MODEL           # without --model: the shipped model
+    monkeypatch.setattr(settings, "DEFAULT_MODEL", None)       # an installation without a default model
     code, _, err = cli(capsys)
     assert code == 2 and "--model" in err and "default model" in err
+    monkeypatch.undo()
     code, _, err = cli(capsys, "--model", str(fx.mlm_checkpoint()), "--engine", "onnxruntime")
     assert code == 2 and "onnx" in err.lower()
     code, _, err = cli(capsys, "--model", str(fx.mlm_checkpoint()), "--max-batch-tokens", "64")
