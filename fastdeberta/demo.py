@@ -4,7 +4,7 @@ On the model shipped inside the package (``fastdeberta/deberta-v3-tiny-en``: a s
 pretrained by this project with RTD + GDES on open English text, see its model card):
 
 1. ``fastdeberta info`` on it;
-2. fill-mask with its generator (Enhanced Mask Decoder) on sentences from documents held out of its
+2. fill-mask with its generator (Enhanced Mask Decoder) on simple sentences and on sentences from documents held out of its
    training, showing whether the word that was there is among the top 5;
 3. sentence embeddings from its discriminator: a cosine-similarity table of paraphrases;
 4. its disentangled attention: how much of each layer's attention scores comes from content (c2c)
@@ -292,14 +292,15 @@ def train_tiny_main(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ the shipped model
-# Sentences from documents held out of the shipped model's training (the corpus's valid split: WordNet
-# glosses, GCIDE definitions, the Python documentation, fortunes), one word masked; and simple ones.
+# Simple sentences, and sentences from documents held out of the shipped model's training (the corpus's
+# valid split, .cache/corpus/valid.txt: dictionary usage examples), one word masked with the word that was there.
 SHIPPED_FILL_MASK = [
     ("The cat sat on the [MASK].", None),
     ("She opened the [MASK] and walked into the garden.", None),
-    ("A small [MASK] of water surrounded by land.", "body"),
-    ("The function returns a [MASK] of the list.", "copy"),
-    ("He was born in a small [MASK] near the sea.", "town"),
+    ("Good afternoon, madam. How may I [MASK] you?", "help"),
+    ("I do not intend to be [MASK] about it.", "quiet"),
+    ("Did you ever [MASK] at Harvard?", "lecture"),
+    ("I thought you were trying to get into [MASK].", "shape"),
 ]
 SHIPPED_EMBED = [
     "The file could not be opened.",
