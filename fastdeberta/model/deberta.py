@@ -22,7 +22,7 @@ from .embeddings import DebertaEmbeddings
 from .encoder import DebertaEncoder, EncoderOutput
 from .heads import ContextPooler, LegacyMLMHead, LMHead, sequence_classification_loss
 from .inputs import as_tensor, check_class_labels, check_inputs
-from .layers import init_weights
+from .layers import Dropout, init_weights
 from .outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -362,7 +362,7 @@ class DebertaForTokenClassification(DebertaPreTrained):
         super().__init__(config)
         self.num_labels = config.labels_count
         self.deberta = DebertaModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, self.num_labels)
         self.init_weights()
 

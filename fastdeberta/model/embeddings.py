@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import DebertaConfig
 from ..errors import InvalidInputError
-from .layers import LayerNorm
+from .layers import Dropout, LayerNorm
 
 
 class DebertaEmbeddings(nn.Module):
@@ -31,7 +31,7 @@ class DebertaEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E) if config.type_vocab_size > 0 else None
         self.embed_proj = nn.Linear(E, D, bias=False) if E != D else None
         self.LayerNorm = LayerNorm(D, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.max_positions = config.max_position_embeddings
 
     def absolute_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
