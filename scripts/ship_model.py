@@ -40,7 +40,7 @@ def cpu_name() -> str:
         family, model = fields.get("CPU family", "?").strip(), fields.get("Model", "?").strip()
         flags = fields.get("Flags", "")
         simd = "AVX-512 + BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2"
-        return f"{name} (family {family}, model {model}, {simd}), {torch.get_num_threads()} threads"
+        return f"{name} (family {family}, model {model}, {simd})"
     except OSError:
         return platform.processor() or "unknown CPU"
 
@@ -73,8 +73,16 @@ def ship(run: Path) -> dict:
         "seq_length": seq_length, "tokens_seen": step * args["batch_size"] * args["gradient_accumulation_steps"]
         * seq_length, "train_seconds": state["state"].get("train_seconds"), "machine": cpu_name(),
         "learning_rate": args["learning_rate"], "precision": args["precision"]})
+    info["shipments"][-1]["evaluations"] = held_out_curve(run / "metrics.jsonl")
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return info
+
+
+def held_out_curve(metrics_file: Path) -> list[dict]:
+    """The run's held-out evaluations (step, generator MLM top-1, RTD AUC) from its metrics.jsonl."""
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    return [{"step": r["step"], "mlm_accuracy": round(r["eval_mlm_accuracy"], 4),
+             "rtd_auc": round(r.get("eval_rtd_auc", float("nan")), 4)} for r in rows if "eval_mlm_accuracy" in r]
 
 
 def measure(valid: Path, sequences: int) -> dict:
@@ -130,7 +138,7 @@ model = fastdeberta.from_pretrained("{name}")                 # the discriminato
 | steps | {step} of a {total_steps}-step schedule (training continues in later sessions) |
 | batch | {batch} sequences x {seq_length} tokens (packed) |
 | tokens seen | {tokens:,} |
-| wall time | {wall} |
+| wall time | {wall}{note} |
 | machine | {machine} |
 | objective | RTD (lambda = 50) + generator MLM, 15% of tokens selected, all replaced by `[MASK]` (as the original RTD task) |
 | optimiser | AdamW, peak lr {lr}, linear warmup then linear decay, weight decay 0.01, clip 1.0, bf16 autocast |
@@ -146,6 +154,8 @@ On {sequences} packed sequences of 128 tokens from documents held out of trainin
 | generator MLM loss (cross-entropy, nats) | {mlm_loss:.3f} |
 | discriminator RTD accuracy (every non-pad token) | {rtd_accuracy:.1%} |
 | discriminator RTD AUC | {rtd_auc:.3f} |
+
+Held-out generator MLM top-1 during training (256 sequences per evaluation): {curve}
 
 ## Data and licences
 
@@ -170,13 +180,15 @@ def write_card(metrics: dict) -> None:
     gen = load_model(SHIPPED_DIR / "generator", task="masked-lm", load_tokenizer=False)
     seconds = last.get("train_seconds")
     wall = f"{seconds / 3600:.1f} h of training" if seconds else "not recorded for this shipment"
+    note = f" ({last['note']})" if last.get("note") else ""
+    curve = ", ".join(f"step {e['step']}: {e['mlm_accuracy']:.1%}" for e in last.get("evaluations", [])) or "-"
     text = CARD.format(
         name=DEFAULT_MODEL, disc_layers=disc.config.num_hidden_layers, hidden=disc.config.hidden_size,
         heads=disc.config.num_attention_heads, disc_params=disc.num_parameters() / 1e6,
         gen_layers=gen.config.num_hidden_layers, gen_params=gen.num_parameters() / 1e6,
         vocab=disc.config.vocab_size, mask=disc.config.vocab_size - 1, step=last["step"],
         total_steps=last["total_steps"], batch=last["batch_size"], seq_length=last["seq_length"],
-        tokens=last["tokens_seen"], wall=wall, machine=last["machine"], lr=last["learning_rate"],
+        tokens=last["tokens_seen"], wall=wall, note=note, curve=curve, machine=last["machine"], lr=last["learning_rate"],
         date=datetime.date.today().isoformat(), **metrics)
     atomic_write_text(SHIPPED_DIR / "README.md", text)
     atomic_write_text(SHIPPED_DIR / "metrics.json", json.dumps(metrics, indent=2) + "\n")
