@@ -77,6 +77,16 @@ def test_sigterm_finishes_every_accepted_request_and_refuses_new_ones(server_fac
             pytest.fail("the requests were never all admitted with some still running")
         sigterm_at = time.monotonic()
         server.proc.send_signal(15)
+        # a request racing the signal may still be admitted; wait until the server shows it is draining
+        # (/health 503 or the port closed), then every new request must be refused
+        drain_deadline = time.monotonic() + 10
+        while time.monotonic() < drain_deadline:
+            try:
+                if httpx.get(server.url + "/health", timeout=5).status_code == 503:
+                    break
+            except httpx.TransportError:
+                break
+            time.sleep(0.01)
         after = []
         for _ in range(3):   # new requests while draining: refused (closed port, or 503), never half-served
             try:

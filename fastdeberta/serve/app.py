@@ -97,7 +97,7 @@ class ServerState:
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         """Hold one of the ``max_concurrent_requests`` slots, under the request deadline."""
-        if not self.batcher.running:
+        if self.draining or not self.batcher.running:   # after SIGTERM new requests are refused at once
             raise ShuttingDown("the server is shutting down (or not started); send the request to another replica")
         limit = self.settings.max_concurrent_requests
         if self.in_flight >= limit:
