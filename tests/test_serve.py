@@ -214,12 +214,13 @@ def test_info_health_metrics_and_routes_for_the_model(mlm):
         answers = [await client.get("/info"), await client.get("/health"), await client.get("/metrics"),
                    await client.post("/predict", json={"inputs": "x"})]
         app.state.server.draining = True   # what SIGTERM sets: /health turns 503 while requests finish
-        return answers + [await client.get("/health"), await client.post("/embed", json={"inputs": "in flight"})]
+        return answers + [await client.get("/health"), await client.post("/embed", json={"inputs": "late"})]
 
     info, health, metrics, predict, draining, late = sf.run_client(app, body)
     assert health.status_code == 200
     assert draining.status_code == 503 and draining.json()["error_type"] == "unhealthy"
-    assert late.status_code == 200   # requests that reach the app while it drains are still answered
+    # a request that reaches the app once it drains is refused (503, retry elsewhere); admitted ones finish
+    assert late.status_code == 503 and late.json()["error_type"] == "unhealthy"
     data = info.json()
     assert sf.schema_errors(data, sf.TEI["Info"]) == []
     assert data["model_dtype"] == "float32" and data["task"] == "masked-lm"
