@@ -240,6 +240,15 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float = 
             f"{index}: {float(a.flatten()[worst]):.6g} vs {float(b.flatten()[worst]):.6g}")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_relative_error(actual: torch.Tensor, expected: torch.Tensor, *, rel: float, max_abs: float,
                           what: str = "") -> None:
     """Low-precision comparison: relative Frobenius error below ``rel`` and no element off by ``max_abs``."""

@@ -27,12 +27,8 @@ from fastdeberta.errors import InputTypeError, InvalidInputError  # noqa: E402
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the models here are tiny: one thread is fastest and avoids thread thrashing on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

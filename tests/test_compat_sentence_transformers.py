@@ -26,12 +26,8 @@ st_lib = pytest.importorskip("sentence_transformers")
 TEXTS = fx.sentences()[:10]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the models here are tiny: one thread is fastest and avoids thread thrashing on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

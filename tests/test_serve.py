@@ -29,12 +29,8 @@ TEXTS = ["The cat sat on the mat.", "Hello", "", "Free software is a matter of l
          "license terms", "a b c d e f g h i j k l m n o p"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the models here are tiny: one thread is fastest and avoids thread thrashing on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
