@@ -179,6 +179,26 @@ TEI = {
         "properties": {"index": {"type": "integer", "minimum": 0}, "score": _FLOAT,
                        "text": {"type": "string", "nullable": True}}}},
     "TokenizeResponse": {"type": "array", "items": {"type": "array", "items": _TOKEN}},
+    "EmbedAllResponse": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": _FLOAT}}},
+    "DecodeResponse": {"type": "array", "items": {"type": "string"}},
+    "SimilarityResponse": {"type": "array", "items": _FLOAT},
+    "OpenAICompatResponse": {
+        "type": "object", "required": ["object", "data", "model", "usage"],
+        "properties": {"object": {"type": "string"}, "model": {"type": "string"},
+                       "data": {"type": "array", "items": {
+                           "type": "object", "required": ["object", "embedding", "index"],
+                           "properties": {"object": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
+                                          "embedding": {"oneOf": [{"type": "array", "items": _FLOAT},
+                                                                  {"type": "string"}]}}}},
+                       "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
+                                 "properties": {"prompt_tokens": {"type": "integer", "minimum": 0},
+                                                "total_tokens": {"type": "integer", "minimum": 0}}}}},
+    # openapi.json names the third field error_type, but TEI serialises it as "type" (serde rename), which
+    # is what its clients read
+    "OpenAICompatErrorResponse": {"type": "object", "required": ["message", "code", "type"],
+                                  "properties": {"message": {"type": "string"},
+                                                 "code": {"type": "integer", "minimum": 0},
+                                                 "type": {"type": "string"}}},
     "Info": {"type": "object",
              "required": ["model_id", "model_dtype", "model_type", "max_concurrent_requests", "max_input_length",
                           "max_batch_tokens", "max_client_batch_size", "auto_truncate", "tokenization_workers",
@@ -201,14 +221,20 @@ TEI = {
                                                                                   "Validation", "Tokenizer"]}}},
 }
 # request fields TEI documents for the routes both servers have, with their defaults (prompt_name, which
-# needs sentence-transformers prompts, is the one TEI field not served here)
+# needs sentence-transformers prompts, is accepted but any value other than null is refused)
 TEI_REQUEST_DEFAULTS = {
-    "/embed": {"inputs": None, "normalize": True, "truncate": None, "truncation_direction": "Right"},
+    "/embed": {"inputs": None, "normalize": True, "truncate": None, "truncation_direction": "Right",
+               "prompt_name": None, "dimensions": None},
+    "/embed_all": {"inputs": None, "truncate": None, "truncation_direction": "Right", "prompt_name": None},
+    "/similarity": {"inputs": None, "parameters": None},
+    "/v1/embeddings": {"input": None, "model": None, "user": None, "encoding_format": "float", "dimensions": None},
+    "/decode": {"ids": None, "skip_special_tokens": True},
     "/predict": {"inputs": None, "raw_scores": False, "truncate": None, "truncation_direction": "Right"},
     "/rerank": {"query": None, "texts": None, "raw_scores": False, "return_text": False, "truncate": None,
                 "truncation_direction": "Right"},
-    "/tokenize": {"inputs": None, "add_special_tokens": True},
+    "/tokenize": {"inputs": None, "add_special_tokens": True, "prompt_name": None},
 }
+REQUIRED_FIELDS = ("inputs", "input", "ids", "query", "texts")
 
 
 def schema_errors(value: Any, schema: dict, where: str = "$") -> list[str]:

@@ -447,7 +447,7 @@ def test_onnxruntime_engine_serves_the_same_embeddings(tmp_path, mlm):
 
 
 def test_request_fields_and_defaults_are_teis(mlm):
-    """Every field TEI documents for /embed, /predict, /rerank, /tokenize exists here with TEI's default."""
+    """Every field TEI documents for its routes served here exists with TEI's default."""
     spec = sf.app_for(mlm).openapi()
     components = spec["components"]["schemas"]
     for route, fields in sf.TEI_REQUEST_DEFAULTS.items():
@@ -455,7 +455,7 @@ def test_request_fields_and_defaults_are_teis(mlm):
         schema = components[ref.rsplit("/", 1)[-1]]
         for name, default in fields.items():
             assert name in schema["properties"], (route, name)
-            if default is None and name in ("inputs", "query", "texts"):
+            if default is None and name in sf.REQUIRED_FIELDS:
                 assert name in schema["required"], (route, name)
             else:
                 assert schema["properties"][name].get("default") == default, (route, name)

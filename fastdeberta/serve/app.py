@@ -1,11 +1,12 @@
-"""The HTTP routes: TEI's /embed, /predict, /rerank, /tokenize, /health, /info, /metrics, plus
-/fill-mask and /zero-shot; FastAPI serves the OpenAPI schema at /openapi.json (and /docs).
+"""The HTTP routes: TEI's /embed, /embed_all, /similarity, /v1/embeddings (in
+:mod:`fastdeberta.serve.embedding_routes`), /predict, /rerank, /tokenize, /decode, /health, /info,
+/metrics, plus /fill-mask and /zero-shot; FastAPI serves the OpenAPI schema at /openapi.json (and /docs).
 
 Every inference request goes the same way: admission (at most ``max_concurrent_requests`` in
 flight, else 429; one deadline of ``request_timeout`` seconds, else 504) -> input checks (count and
 length limits, else 413) -> tokenization in a tokenization thread -> the dynamic batcher (model
-thread) -> formatting. Errors have TEI's body ``{"error", "error_type"}`` (see
-:mod:`fastdeberta.serve.errors` for the codes).
+thread) -> formatting. Errors have TEI's body ``{"error", "error_type"}``, on /v1/embeddings TEI's
+``{"message", "code", "type"}`` (see :mod:`fastdeberta.serve.errors` for the codes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from . import schemas
 from .batcher import Batcher
-from .engine import CLASSIFY, EMBED, Engine, class_scores
+from .embedding_routes import add_embedding_routes, refuse_prompt
+from .engine import CLASSIFY, Engine, class_scores
 from .errors import (
     BackendError,
     InputTooLarge,
@@ -38,28 +39,17 @@ from .errors import (
     ShuttingDown,
     Timeout,
     TokenizerError,
+    error_body,
 )
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .settings import ServeSettings
 
 __all__ = ["ServerState", "create_app"]
 
-INFERENCE_ROUTES = ("/embed", "/predict", "/rerank", "/tokenize", "/fill-mask", "/zero-shot")
+INFERENCE_ROUTES = ("/embed", "/embed_all", "/similarity", "/v1/embeddings", "/embeddings", "/predict", "/rerank",
+                    "/tokenize", "/decode", "/fill-mask", "/zero-shot")
 KNOWN_PATHS = frozenset(INFERENCE_ROUTES + ("/health", "/info", "/metrics", "/openapi.json", "/docs"))
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": schemas.ErrorResponse, "description": description}
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: _error("too many inputs, an input over max_input_length without truncate, or a body over the size limit"),
-    422: _error("malformed JSON, wrong types, empty inputs (validation) or input the tokenizer refuses (tokenizer)"),
-    424: _error("the served model cannot answer this route, or inference failed"),
-    429: _error("more requests in flight than --max-concurrent-requests"),
-    503: _error("the server is shutting down"),
-    504: _error("the request took longer than --request-timeout"),
-}
+ERROR_RESPONSES = schemas.ERROR_RESPONSES
 
 
 class ServerState:
@@ -161,7 +151,7 @@ class ServerState:
     def routes(self) -> list[str]:
         """The inference routes the served model answers."""
         engine = self.engine
-        routes = ["/embed", "/tokenize"]
+        routes = ["/embed", "/embed_all", "/similarity", "/v1/embeddings", "/tokenize", "/decode"]
         if engine.task == "sequence-classification":
             routes += ["/predict"] + (["/rerank"] if len(engine.labels) == 1 else []) + ["/zero-shot"]
         if engine.task == "masked-lm":
@@ -212,7 +202,7 @@ class _Guard:
         limit = self.state.settings.payload_limit
         too_large = JSONResponse(InputTooLarge(
             f"the request body is larger than the limit of {limit} bytes (--payload-limit); send fewer or "
-            "shorter inputs per request").body(), status_code=413)
+            "shorter inputs per request").body(scope["path"]), status_code=413)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 return None, too_large
@@ -252,27 +242,31 @@ def _validation_message(err: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def _answer(request: Request, status: int, message: str, error_type: str, headers: Any = None) -> JSONResponse:
+    """An error answer with the body the route's clients expect (TEI's, or TEI's OpenAI-style one)."""
+    return JSONResponse(error_body(request.url.path, status, message, error_type), status_code=status,
+                        headers=headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, err: ServeError) -> JSONResponse:
-        return JSONResponse(err.body(), status_code=err.status)
+        return _answer(request, err.status, str(err), err.error_type)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_message(err), "error_type": "validation"}, status_code=422)
+        return _answer(request, 422, _validation_message(err), "validation")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:   # a bug: same body shape
-        return JSONResponse({"error": f"internal error: {type(err).__name__}: {err}", "error_type": "backend"},
-                            status_code=500)
+        return _answer(request, 500, f"internal error: {type(err).__name__}: {err}", "backend")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         if err.status_code == 400:   # FastAPI's answer to a body it cannot decode (not UTF-8, nested too deep)
-            return JSONResponse({"error": f"invalid request: the body is not valid JSON text ({err.detail})",
-                                 "error_type": "validation"}, status_code=422)
-        return JSONResponse({"error": str(err.detail), "error_type": "validation"}, status_code=err.status_code,
-                            headers=getattr(err, "headers", None))
+            return _answer(request, 422, f"invalid request: the body is not valid JSON text ({err.detail})",
+                           "validation")
+        return _answer(request, err.status_code, str(err.detail), "validation", getattr(err, "headers", None))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,6 +291,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, *, engine_
     app.state.server = state
     _install_error_handlers(app)
     _add_info_routes(app, state)
+    add_embedding_routes(app, state)
     _add_inference_routes(app, state)
     app.add_middleware(_Guard, state=state)
     return app
@@ -304,7 +299,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None, *, engine_
 
 def _add_info_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/health", response_class=Response, summary="200 when the model can answer, 503 while shutting down",
-             responses={200: {"description": "ready", "content": {}}, 503: _error("shutting down")})
+             responses={200: {"description": "ready", "content": {}},
+                        503: {"model": schemas.ErrorResponse, "description": "shutting down"}})
     async def health() -> Response:
         if state.draining or not state.batcher.running:
             raise ShuttingDown("unhealthy: the server is shutting down")
@@ -334,19 +330,6 @@ def _texts(inputs: str | list[str]) -> tuple[list[str], bool]:
 
 def _add_inference_routes(app: FastAPI, state: ServerState) -> None:
     engine = state.engine
-
-    @app.post("/embed", response_model=schemas.EmbedResponse, responses=ERROR_RESPONSES,
-              summary="sentence embeddings: one vector per input (TEI's /embed)")
-    async def embed(req: schemas.EmbedRequest) -> JSONResponse:
-        texts, _ = _texts(req.inputs)
-        async with state.admit():
-            state.check_count(len(texts))
-            ids = await state.in_thread(engine.encode_texts, texts, truncate=state.truncate(req.truncate),
-                                        direction=req.truncation_direction.lower())
-            vectors = torch.stack(await state.infer(EMBED, [(row, None) for row in ids]))   # (N, D)
-        if req.normalize:
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        return JSONResponse(vectors.tolist())
 
     @app.post("/predict", response_model=schemas.PredictResponse, responses=ERROR_RESPONSES,
               summary="sequence classification: [{label, score}] per input, best first (TEI's /predict)")
@@ -389,11 +372,21 @@ def _add_inference_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/tokenize", response_model=schemas.TokenizeResponse, responses=ERROR_RESPONSES,
               summary="tokens of each input with character offsets (TEI's /tokenize)")
     async def tokenize(req: schemas.TokenizeRequest) -> JSONResponse:
+        refuse_prompt(req.prompt_name)
         texts, _ = _texts(req.inputs)
         async with state.admit():
             state.check_count(len(texts))   # the length of each text is bounded by the body size limit
             tokens = await state.in_thread(engine.tokens, texts, add_special_tokens=req.add_special_tokens)
         return JSONResponse(tokens)
+
+    @app.post("/decode", response_model=schemas.DecodeResponse, responses=ERROR_RESPONSES,
+              summary="token ids back to text: one string per sequence (TEI's /decode)")
+    async def decode(req: schemas.DecodeRequest) -> JSONResponse:
+        rows = schemas.id_rows(req.ids)
+        async with state.admit():
+            state.check_count(len(rows), "ids")   # the length of each sequence is bounded by the body size limit
+            texts = await state.in_thread(engine.decode, rows, skip_special_tokens=req.skip_special_tokens)
+        return JSONResponse(texts)
 
     @app.post("/fill-mask", response_model=schemas.FillMaskResponse, responses=ERROR_RESPONSES,
               summary="predict the masked words (fastdeberta.pipeline('fill-mask') format)")

@@ -1,9 +1,9 @@
 """The served model: what it can do, how its inputs are tokenized and checked, and the batched
 forward passes the batching loop runs in the model thread.
 
-Data flows one way: text -> :meth:`Engine.encode_texts` / :meth:`Engine.encode_pairs` (token ids,
-checked against the input limit) -> :class:`~fastdeberta.serve.batcher.Batcher` -> :meth:`Engine.run_batch`
-(one padded batch, one result per row) -> the route formats the result.
+Data flows one way: text (or token ids) -> :meth:`Engine.encode_inputs` / :meth:`Engine.encode_pairs`
+(token ids, checked against the input limit) -> :class:`~fastdeberta.serve.batcher.Batcher` ->
+:meth:`Engine.run_batch` (one padded batch, one result per row) -> the route formats the result.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import torch
 
 from ..inference.batching import Batch
 from ..inference.embed import POOLING, default_max_length, pool, resolve_tokenizer
-from .errors import InputTooLarge, InvalidInput, Unsupported
+from .errors import InputTooLarge, InvalidInput, TokenizerError, Unsupported
 
-__all__ = ["CLASSIFY", "EMBED", "Engine", "class_scores"]
+__all__ = ["CLASSIFY", "EMBED", "TOKENS", "Engine", "class_scores"]
 
-# kinds of batched work (WorkItem.kind)
-EMBED, CLASSIFY = "embed", "classify"
+# kinds of batched work (WorkItem.kind): a pooled vector, class logits, or every token's vector
+EMBED, CLASSIFY, TOKENS = "embed", "classify", "tokens"
 
 UNLIMITED = 1 << 30   # max_length given to the tokenizer when nothing is cut (so it does not warn)
 
@@ -59,6 +59,8 @@ class Engine:
             raise ValueError(f"max_input_length must be at least 3 ([CLS], a token, [SEP]), got {max_input_length}")
         self.max_input_length = int(max_input_length)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        model_vocab = getattr(self.config, "vocab_size", None)
+        self.vocab_size = min(len(self.tokenizer), int(model_vocab or len(self.tokenizer)))   # ids the model takes
         self.labels = self._labels()
         self._fill_mask = None
         self._zero_shot = None
@@ -126,18 +128,51 @@ class Engine:
     def encode_texts(self, texts: Sequence[str], *, truncate: bool, direction: str = "right",
                      add_special_tokens: bool = True) -> list[list[int]]:
         """Token ids of each text ([CLS] ... [SEP]); longer than the limit: cut, or :class:`InputTooLarge`."""
+        rows = self._token_ids(texts, add_special_tokens)
+        return [self._fit(i, row, truncate, direction, keep_ends=add_special_tokens) for i, row in enumerate(rows)]
+
+    def encode_inputs(self, items: Sequence[str | Sequence[int]], *, truncate: bool,
+                      direction: str = "right") -> list[list[int]]:
+        """TEI's embedding inputs: a text becomes [CLS] ... [SEP]; a list of token ids is used as given
+        (checked against the vocabulary; nothing added, a cut keeps no ends). Same limit as texts."""
+        encoded = iter(self._token_ids([x for x in items if isinstance(x, str)], True))
+        rows = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                rows.append(self._fit(i, next(encoded), truncate, direction, keep_ends=True))
+                continue
+            if not item:
+                raise InvalidInput(f"input {i} is an empty list of token ids; send at least one id")
+            rows.append(self._fit(i, self._check_ids(i, item), truncate, direction, keep_ends=False))
+        return rows
+
+    def _token_ids(self, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
         if not texts:
             return []
         ids = self.tokenizer(list(texts), add_special_tokens=add_special_tokens, max_length=UNLIMITED,
                              return_token_type_ids=False, return_attention_mask=False)["input_ids"]
-        rows = [list(map(int, row)) for row in ids]
-        limit = self.max_input_length
-        for i, row in enumerate(rows):
-            if len(row) > limit:
-                if not truncate:
-                    raise self._too_long(i, len(row))
-                rows[i] = _cut(row, limit, direction, keep_ends=add_special_tokens)
-        return rows
+        return [list(map(int, row)) for row in ids]
+
+    def _fit(self, index: int, row: list[int], truncate: bool, direction: str, keep_ends: bool) -> list[int]:
+        """``row`` within the input limit: as is, cut when ``truncate``, else :class:`InputTooLarge`."""
+        if len(row) <= self.max_input_length:
+            return row
+        if not truncate:
+            raise self._too_long(index, len(row))
+        return _cut(row, self.max_input_length, direction, keep_ends=keep_ends)
+
+    def _check_ids(self, index: int, ids: Sequence[int]) -> list[int]:
+        row = [int(v) for v in ids]
+        bad = next((v for v in row if not 0 <= v < self.vocab_size), None)
+        if bad is not None:
+            raise TokenizerError(f"input {index}: token id {bad} is out of range for this model's vocabulary of "
+                                 f"{self.vocab_size} (ids 0..{self.vocab_size - 1}); send ids from /tokenize")
+        return row
+
+    def decode(self, rows: Sequence[Sequence[int]], *, skip_special_tokens: bool) -> list[str]:
+        """TEI's /decode: the text of each sequence of token ids."""
+        return [self.tokenizer.decode(self._check_ids(i, ids), skip_special_tokens=skip_special_tokens)
+                for i, ids in enumerate(rows)]
 
     def encode_pairs(self, pairs: Sequence[tuple[str, str | None]], *, truncate: bool,
                      direction: str = "right") -> list[tuple[list[int], list[int]]]:
@@ -186,11 +221,15 @@ class Engine:
 
     # -- the forward passes (run in the model thread) ---------------------------------------------
     def run_batch(self, kind: str, batch: Batch) -> list[Any]:
-        """One padded batch -> one float32 CPU tensor per row: a (D,) vector (embed) or (C,) logits (classify)."""
+        """One padded batch -> one float32 CPU tensor per row: a (D,) vector (embed), (C,) logits (classify)
+        or the (n, D) vectors of the row's n real tokens (tokens)."""
         with torch.inference_mode():
-            if kind == EMBED:
+            if kind in (EMBED, TOKENS):
                 base = getattr(self.model, "base_model", self.model)
                 hidden = base(**batch.model_inputs()).last_hidden_state                  # (B, L, D)
+                if kind == TOKENS:
+                    hidden = hidden.float().cpu()
+                    return [hidden[i, :n] for i, n in enumerate(batch.lengths)]          # B x (n_i, D)
                 return list(pool(hidden, batch.attention_mask, self.pooling).cpu())      # B x (D,)
             if kind == CLASSIFY:
                 logits = self.model(**batch.model_inputs()).logits.float().cpu()        # (B, C)

@@ -18,20 +18,33 @@ code   error_type        when
 
 TEI answers every validation error with 413; here 413 is kept for limits ("too large") and other
 invalid input gets 422, the code FastAPI and most HTTP clients use for a body that does not validate.
+
+On the OpenAI-compatible route (``/v1/embeddings``, alias ``/embeddings``) the same errors have TEI's
+OpenAI-style body ``{"message": "<message>", "code": <status>, "type": "<type>"}`` instead.
 """
 
 from __future__ import annotations
 
-__all__ = ["BackendError", "InputTooLarge", "InvalidInput", "Overloaded", "ServeError", "ShuttingDown", "Timeout",
-           "TokenizerError", "Unsupported"]
+__all__ = ["OPENAI_PATHS", "BackendError", "InputTooLarge", "InvalidInput", "Overloaded", "ServeError", "ShuttingDown",
+           "Timeout", "TokenizerError", "Unsupported", "error_body"]
+
+OPENAI_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
+
+
+def error_body(path: str, status: int, message: str, error_type: str) -> dict[str, str | int]:
+    """The error body a client of ``path`` expects: TEI's ``{"error", "error_type"}``, or on the
+    OpenAI-compatible route TEI's ``{"message", "code", "type"}``."""
+    if path in OPENAI_PATHS:
+        return {"message": message, "code": status, "type": error_type}
+    return {"error": message, "error_type": error_type}
 
 
 class ServeError(Exception):
     status = 500
     error_type = "backend"
 
-    def body(self) -> dict[str, str]:
-        return {"error": str(self), "error_type": self.error_type}
+    def body(self, path: str = "") -> dict[str, str | int]:
+        return error_body(path, self.status, str(self), self.error_type)
 
 
 class InputTooLarge(ServeError, ValueError):
