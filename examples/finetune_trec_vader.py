@@ -13,6 +13,12 @@ SentencePiece vocabulary trained on the training texts::
 
     python examples/finetune_trec_vader.py --from-scratch --hidden-size 128 --layers 2
 
+or both in one run: the pretrained model and a copy of it with fresh random weights (same config, same
+tokenizer, same recipe), e.g. the shipped model::
+
+    python examples/finetune_trec_vader.py --model fastdeberta/deberta-v3-tiny-en --compare-random-init \
+        --tasks trec --lr 2e-4
+
 It prints the held-out scores (TREC: accuracy and macro-F1 on the fixed 10% split described in the
 fetch script; VADER: Pearson / Spearman) and writes them with the settings to ``--output``/results.json.
 ``--tasks sms_spam,spam_assassin`` runs the two spam sets the fetch script also prepares. On a machine
@@ -65,36 +71,26 @@ def scratch_model(data: Path, folder: Path, hidden: int, layers: int, vocab: int
     return folder
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="pretrained checkpoint folder (with tokenizer files)")
-    source.add_argument("--from-scratch", action="store_true", help="random init + a vocabulary from the data")
-    parser.add_argument("--data", default=str(ROOT / ".cache" / "finetune-data"), help="prepared data folder")
-    parser.add_argument("--output", default=str(ROOT / ".cache" / "finetune-trec-vader"), help="work folder")
-    parser.add_argument("--tasks", default="trec,vader", help="comma-separated: trec, vader, sms_spam, spam_assassin")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="default 5e-5 pretrained, 1e-3 from scratch")
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--hidden-size", type=int, default=128, help="--from-scratch: width")
-    parser.add_argument("--layers", type=int, default=2, help="--from-scratch: encoder layers")
-    parser.add_argument("--vocab-size", type=int, default=4000, help="--from-scratch: SentencePiece pieces")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N training rows (0: all)")
-    args = parser.parse_args(argv)
+def random_like(model: str, folder: Path, seed: int) -> Path:
+    """``model``'s architecture and tokenizer with freshly initialised weights (the no-pretraining baseline)."""
+    import torch
 
+    from fastdeberta import DebertaModel, from_pretrained
+
+    pretrained = from_pretrained(model, task="base")
+    torch.manual_seed(seed)
+    fresh = DebertaModel(pretrained.config)
+    fresh.tokenizer = pretrained.tokenizer
+    fresh.save_pretrained(folder)
+    return folder
+
+
+def run_tasks(model: str, tasks: list[str], data: Path, out: Path, lr: float, args: argparse.Namespace) -> dict:
     from fastdeberta.tasks.run import finetune
 
-    data, out = Path(args.data), Path(args.output)
-    if not (data / "trec" / "train.jsonl").is_file():
-        raise SystemExit(f"no prepared data in {data}; run: python scripts/fetch_finetune_data.py")
     out.mkdir(parents=True, exist_ok=True)
-    model = args.model or str(scratch_model(data, out / "scratch-base", args.hidden_size, args.layers,
-                                            args.vocab_size, args.seed))
-    lr = args.lr or (1e-3 if args.from_scratch else 5e-5)
     results: dict[str, dict] = {}
-    for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+    for name in tasks:
         train = data / name / "train.jsonl"
         if args.limit:
             limited = out / f"{name}-train-{args.limit}.jsonl"
@@ -111,10 +107,55 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"metrics": result.metrics, "best_step": result.best_step, "steps": result.global_step,
                          "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name}: {json.dumps(result.metrics)}  ({results[name]['seconds']} s)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="pretrained checkpoint folder (with tokenizer files)")
+    source.add_argument("--from-scratch", action="store_true", help="random init + a vocabulary from the data")
+    parser.add_argument("--compare-random-init", action="store_true",
+                        help="with --model: also fine-tune the same architecture and tokenizer from random weights")
+    parser.add_argument("--data", default=str(ROOT / ".cache" / "finetune-data"), help="prepared data folder")
+    parser.add_argument("--output", default=str(ROOT / ".cache" / "finetune-trec-vader"), help="work folder")
+    parser.add_argument("--tasks", default="trec,vader", help="comma-separated: trec, vader, sms_spam, spam_assassin")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="default 5e-5 pretrained, 1e-3 from scratch")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--hidden-size", type=int, default=128, help="--from-scratch: width")
+    parser.add_argument("--layers", type=int, default=2, help="--from-scratch: encoder layers")
+    parser.add_argument("--vocab-size", type=int, default=4000, help="--from-scratch: SentencePiece pieces")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N training rows (0: all)")
+    args = parser.parse_args(argv)
+
+    data, out = Path(args.data), Path(args.output)
+    if not (data / "trec" / "train.jsonl").is_file():
+        raise SystemExit(f"no prepared data in {data}; run: python scripts/fetch_finetune_data.py")
+    if args.compare_random_init and not args.model:
+        parser.error("--compare-random-init needs --model (the pretrained model to compare)")
+    out.mkdir(parents=True, exist_ok=True)
+    model = args.model or str(scratch_model(data, out / "scratch-base", args.hidden_size, args.layers,
+                                            args.vocab_size, args.seed))
+    lr = args.lr or (1e-3 if args.from_scratch else 5e-5)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = run_tasks(model, tasks, data, out, lr, args)
+    report: dict = {"model": model, "results": results}
+    if args.compare_random_init:
+        baseline = random_like(model, out / "random-init-base", args.seed)
+        print(f"random initialisation of the same architecture and tokenizer ({baseline}):")
+        report["random_init"] = {"model": str(baseline), "results": run_tasks(str(baseline), tasks, data,
+                                                                              out / "random-init", lr, args)}
+        for name in tasks:
+            ours, theirs = results[name]["metrics"], report["random_init"]["results"][name]["metrics"]
+            key = next((k for k in ("eval_accuracy", "accuracy", "eval_pearson", "pearson") if k in ours), None)
+            if key:
+                print(f"{name} {key}: pretrained {ours[key]:.4f} vs random init {theirs[key]:.4f}")
     settings = {k: v for k, v in vars(args).items()}
     settings["lr"] = lr
-    (out / "results.json").write_text(json.dumps({"settings": settings, "model": model, "results": results},
-                                                 indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps({"settings": settings, **report}, indent=2) + "\n")
     return 0
 
 

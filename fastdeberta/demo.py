@@ -63,7 +63,14 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def section(title: str) -> None:
+_SECTIONS = [0]
+
+
+def section(title: str, numbered: bool = True) -> None:
+    """A heading; numbered ones count up in the order printed (the two demo paths show different parts)."""
+    if numbered:
+        _SECTIONS[0] += 1
+        title = f"{_SECTIONS[0]}. {title}"
     say()
     say(f"== {title} " + "=" * max(0, 72 - len(title)))
 
@@ -156,7 +163,7 @@ def train_demo_model(out: Path, steps: int, seed: int, time_limit: float | None 
     from fastdeberta.tokenizer import Tokenizer
     from fastdeberta.training import train_mlm
 
-    section("1. training text")
+    section("training text")
     t0 = time.perf_counter()
     corpus, source = collect_corpus()
     if not corpus:
@@ -167,7 +174,7 @@ def train_demo_model(out: Path, steps: int, seed: int, time_limit: float | None 
     for text in corpus[:5]:
         say(f"  - {text[:100]}")
 
-    section("2. SentencePiece vocabulary")
+    section("SentencePiece vocabulary")
     t0 = time.perf_counter()
     spm_vocab = 4000 if len(corpus) > 5000 else 1000
     proto = train_sentencepiece(corpus, spm_vocab, seed)
@@ -180,7 +187,7 @@ def train_demo_model(out: Path, steps: int, seed: int, time_limit: float | None 
         f"({time.perf_counter() - t0:.1f} s); [MASK] id {tokenizer.mask_token_id}")
     say(f"  'Unable to open the file' -> {tokenizer.tokenize('Unable to open the file')}")
 
-    section("3. tiny DeBERTa-v3 masked LM")
+    section("tiny DeBERTa-v3 masked LM")
     torch.manual_seed(seed)
     model = build_model(tokenizer.vocab_size, hidden=128, layers=4)
     model.tokenizer = tokenizer
@@ -214,7 +221,7 @@ def train_demo_model(out: Path, steps: int, seed: int, time_limit: float | None 
 
 # -------------------------------------------------------------------------------- using it
 def show_info(model_dir: Path | str) -> None:
-    section("4. fastdeberta info")
+    section("fastdeberta info")
     say(f"$ fastdeberta info --model {model_dir}")
     # the `fastdeberta` console script, run with this interpreter (works without the venv's bin/ on PATH)
     cli = "import sys; from fastdeberta.cli.main import main; sys.exit(main())"
@@ -230,14 +237,14 @@ def use_model(model_dir: Path) -> None:
 
     show_info(model_dir)
 
-    section("5. fill-mask (top 5)")
+    section("fill-mask (top 5)")
     say(f'fill = fastdeberta.pipeline("fill-mask", model="{model_dir}")')
     fill = fastdeberta.pipeline("fill-mask", model=str(model_dir), top_k=5)
     for text, preds in zip(FILL_MASK_EXAMPLES, fill(FILL_MASK_EXAMPLES)):
         say(text)
         say("    " + "   ".join(f"{p['token_str']!r} {p['score']:.2f}" for p in preds))
 
-    section("6. sentence embeddings: cosine similarity")
+    section("sentence embeddings: cosine similarity")
     say("model.encode(sentences, normalize=True) (mean pooling)")
     para, others = similarity_table(fill.model, EMBED_EXAMPLES)
     say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; of the other pairs: {others:.2f}")
@@ -286,7 +293,7 @@ def train_tiny_main(args: argparse.Namespace) -> int:
     with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
         params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
     minutes = f"{info['seconds'] / 60:.1f} minutes" if "seconds" in info else "a few minutes"
-    section("what this demo model is")
+    section("what this demo model is", numbered=False)
     say(ABOUT.format(params=f"{params / 1e6:.1f} M parameters", minutes=minutes))
     return 0
 
@@ -320,7 +327,7 @@ def shipped_demo(out: Path) -> int:
     say(f"fastdeberta demo on the shipped model {DEFAULT_MODEL} (offline; model card: {card})")
     show_info(DEFAULT_MODEL)
 
-    section("5. fill-mask with the generator (top 5)")
+    section("fill-mask with the generator (top 5)")
     say('fill = fastdeberta.pipeline("fill-mask")          # no model: the shipped one')
     fill = fastdeberta.pipeline("fill-mask", top_k=5)
     texts = [text for text, _ in SHIPPED_FILL_MASK]
@@ -331,14 +338,14 @@ def shipped_demo(out: Path) -> int:
         say(text + mark)
         say("    " + "   ".join(f"{p['token_str']!r} {p['score']:.2f}" for p in preds))
 
-    section("6. sentence embeddings from the discriminator: cosine similarity")
+    section("sentence embeddings from the discriminator: cosine similarity")
     model = fastdeberta.from_pretrained(DEFAULT_MODEL)
     para, others = similarity_table(model, SHIPPED_EMBED)
     say(f"mean cosine of the paraphrase pairs (0,1) (2,3) (4,5): {para:.2f}; of the other pairs: {others:.2f} "
         "(a pretrained encoder without sentence-level training: raw mean-pooled vectors are all similar; "
         "fine-tune for real similarity)")
 
-    section("7. disentangled attention: content vs relative position")
+    section("disentangled attention: content vs relative position")
     text = "The quick brown fox jumps over the lazy dog."
     say(f"$ fastdeberta attention --text {text!r} --output {out / 'attention'}")
     cli = "import sys; from fastdeberta.cli.main import main; sys.exit(main())"
@@ -355,7 +362,7 @@ def shipped_demo(out: Path) -> int:
         say(f"  layer {index}: " + "  ".join(f"{name} {float(share.mean()):5.1%}" for name, share in shares.items()))
     written = sorted(p.name for p in (out / "attention").iterdir())
     say(f"wrote {out / 'attention'}: {', '.join(written)} -- open attention.html in a browser")
-    section("what this model is")
+    section("what this model is", numbered=False)
     say(f"A small DeBERTa-v3 pretrained by this project on a 2-core CPU; see {card} for its data, training "
         "time and measured held-out accuracy. For real work load a released checkpoint, e.g. "
         'fastdeberta.from_pretrained("microsoft/deberta-v3-base").')

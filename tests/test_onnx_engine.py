@@ -59,6 +59,23 @@ def test_int8_accuracy_reported(mlm_export):
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.95   # ...close to fp32
 
 
+def test_info_describes_an_onnx_folder(mlm_export, capsys):
+    """`fastdeberta info` on an export reads config + manifest (there are no PyTorch weights to read)."""
+    source = fastdeberta.from_pretrained(fx.mlm_checkpoint())
+    assert main(["info", "--model", str(mlm_export), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    manifest = json.loads((mlm_export / "manifest.json").read_text())
+    assert info["format"] == "onnx" and info["weights"] == "model.onnx" and info["task_head"] == "masked-lm"
+    assert info["onnx"]["opset"] == manifest["opset"] and info["onnx"]["int8_file"] == "model_quantized.onnx"
+    assert info["onnx"]["inputs"] == [i["name"] for i in manifest["inputs"]]
+    assert info["onnx"]["parity"]["passed"] is True and info["enhanced_mask_decoder"] is True
+    assert info["parameters"] == source.num_parameters()
+    assert info["hidden_size"] == source.config.hidden_size and info["tokenizer"]["type"] is not None
+    assert main(["info", "--model", str(mlm_export)]) == 0
+    text = capsys.readouterr().out
+    assert "onnx (opset" in text and "model_quantized.onnx" in text
+
+
 def test_from_pretrained_returns_the_engine(mlm_export):
     model = fastdeberta.from_pretrained(mlm_export)
     assert isinstance(model, OrtModel) and model.task == "masked-lm" and model.tokenizer is not None

@@ -56,6 +56,7 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
         read_state_dict,
     )
     from ..config import DebertaConfig
+    from ..export.engine import is_onnx_folder
     from ..hub import resolve_model_dir
     from ..model.deberta import TASKS
 
@@ -65,6 +66,8 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
     if not config_path.is_file():
         raise FileNotFoundError(f"no config.json in {folder}; a DeBERTa checkpoint folder needs one")
     config = DebertaConfig.from_json_file(config_path)
+    if is_onnx_folder(folder):
+        return _describe_onnx(name_or_path, folder, config)
     weights = find_weight_file(folder)
     state = normalise_keys(read_state_dict(weights))
     task = infer_task(config)
@@ -80,23 +83,31 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(config, task, state)
-    checkpoint_params = sum(t.numel() for t in state.values())
+    info = _describe_config(name_or_path, folder, config, task)
+    info.update({"weights": weights.name, "parameters": model.num_parameters(),
+                 "checkpoint_tensor_elements": sum(t.numel() for t in state.values()),
+                 "enhanced_mask_decoder": emd, "tasks": sorted(TASKS), "tasks_with_trained_heads": ready})
+    return info
 
-    tokenizer: dict[str, Any] | None = None
+
+def _describe_tokenizer(folder: Any) -> dict[str, Any]:
     try:
         from ..tokenizer import Tokenizer
 
         tok = Tokenizer.from_pretrained(folder)
-        tokenizer = {"type": tok.backend, "class": getattr(tok, "_tokenizer_class", None),
-                     "vocab_size": tok.vocab_size, "model_max_length": tok.model_max_length,
-                     "do_lower_case": tok.do_lower_case, "mask_token": tok.mask_token}
+        return {"type": tok.backend, "class": getattr(tok, "_tokenizer_class", None),
+                "vocab_size": tok.vocab_size, "model_max_length": tok.model_max_length,
+                "do_lower_case": tok.do_lower_case, "mask_token": tok.mask_token}
     except (FileNotFoundError, ValueError) as err:  # e.g. a bpe_encoder.bin that needs unsafe unpickling
-        tokenizer = {"type": None, "error": str(err).splitlines()[0]}
+        return {"type": None, "error": str(err).splitlines()[0]}
 
+
+def _describe_config(name_or_path: Any, folder: Any, config: Any, task: str) -> dict[str, Any]:
+    """The fields read from config.json and the tokenizer files (shared by weights and ONNX folders)."""
     return {
         "model": str(name_or_path),
         "folder": str(folder),
-        "weights": weights.name,
+        "format": "pytorch",
         "model_type": config.model_type,
         "version": deberta_version(config),
         "architectures": config.extra.get("architectures"),
@@ -108,8 +119,6 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
         "embedding_size": config.embed_dim,
         "vocab_size": config.vocab_size,
         "max_position_embeddings": config.max_position_embeddings,
-        "parameters": model.num_parameters(),
-        "checkpoint_tensor_elements": checkpoint_params,
         "relative_attention": config.relative_attention,
         "pos_att_type": list(config.attention_terms),
         "position_buckets": config.position_buckets,
@@ -117,13 +126,41 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
         "share_att_key": config.share_att_key,
         "position_biased_input": config.position_biased_input,
         "conv_kernel_size": config.conv_kernel_size,
-        "enhanced_mask_decoder": emd,
         "num_labels": config.labels_count if task in ("sequence-classification", "token-classification") else None,
         "id2label": {str(k): v for k, v in config.id2label.items()} if config.id2label else None,
-        "tokenizer": tokenizer,
-        "tasks": sorted(TASKS),
-        "tasks_with_trained_heads": ready,
+        "tokenizer": _describe_tokenizer(folder),
     }
+
+
+def _describe_onnx(name_or_path: Any, folder: Any, config: Any) -> dict[str, Any]:
+    """An exported folder: the graph's task, opset, inputs/outputs and measured parity from its manifest
+    (the graph itself is not loaded; the parameter count is that of the PyTorch model it came from)."""
+    import torch
+
+    from ..checkpoint import build_model
+    from ..export.engine import read_manifest
+
+    manifest = read_manifest(folder)
+    task = manifest.get("task", "base")
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(config, task)
+    info = _describe_config(name_or_path, folder, config, task)
+    quantization = manifest.get("quantization") or None
+    info.update({
+        "format": "onnx",
+        "weights": manifest.get("onnx_file"),
+        "parameters": model.num_parameters(),
+        "enhanced_mask_decoder": bool(manifest.get("enhanced_mask_decoder")),
+        "tasks": [task],
+        "tasks_with_trained_heads": sorted({"base", task}),
+        "onnx": {"opset": manifest.get("opset"), "inputs": [i.get("name") for i in manifest.get("inputs", [])],
+                 "outputs": [o.get("name") for o in manifest.get("outputs", [])],
+                 "max_length": manifest.get("max_length"), "parity": manifest.get("parity"),
+                 "int8_file": quantization.get("file") if isinstance(quantization, dict) else None,
+                 "versions": manifest.get("versions")},
+    })
+    return info
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("model", info["model"]),
         ("folder", info["folder"]),
+        ("format", info["format"] if info["format"] != "onnx" else
+         f"onnx (opset {info['onnx']['opset']}, {info['weights']}"
+         f"{', int8: ' + info['onnx']['int8_file'] if info['onnx']['int8_file'] else ''})"),
         ("type", f"{info['model_type']} (DeBERTa {info['version']})"),
         ("task head", f"{info['task_head']} ({', '.join(info['architectures'] or ['no architectures'])})"),
         ("size", f"hidden {info['hidden_size']}, layers {info['num_hidden_layers']}, "
