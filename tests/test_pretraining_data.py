@@ -309,6 +309,15 @@ def test_iter_documents_reads_txt_blocks_and_jsonl(tmp_path):
         list(iter_documents(tmp_path / "nope.txt"))
 
 
+def test_folder_inputs_warn_about_skipped_files(tmp_path):
+    (tmp_path / "a.txt").write_text("kept\n", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("markdown\n", encoding="utf-8")
+    (tmp_path / ".hidden").write_text("x\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"skipped 1 file.*notes\.md"):
+        assert list(iter_documents(tmp_path)) == ["kept"]
+    assert list(iter_documents([tmp_path / "a.txt", tmp_path / "notes.md"])) == ["kept", "markdown"]   # named: read
+
+
 # ------------------------------------------------------------------------------------ corpus cleaning
 def test_normalize_dedup_and_split():
     assert C.normalize_whitespace(" a \t b\r\n\n\n  c\u00a0 d \x07") == "a b\nc d"

@@ -58,7 +58,13 @@ def input_files(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.is_file())
+            files.extend(p for p in found if p.suffix in TEXT_SUFFIXES)
+            skipped = [p for p in found if p.suffix not in TEXT_SUFFIXES and not p.name.startswith(".")]
+            if skipped:
+                warnings.warn(f"{path}: skipped {len(skipped)} file(s) that are not .txt/.jsonl (e.g. "
+                              f"{skipped[0].relative_to(path)}); name such files explicitly to read them as text",
+                              stacklevel=2)
         elif path.is_file():
             files.append(path)
         else:
