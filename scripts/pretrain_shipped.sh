@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Continue pretraining the model shipped in the package (fastdeberta/deberta-v3-tiny-en), in chunks.
 #
-#   scripts/pretrain_shipped.sh            # runs until stopped (or 20,000 steps); safe to kill at any time
+#   scripts/pretrain_shipped.sh            # runs until stopped (or STEPS steps); safe to kill at any time
 #   OMP_NUM_THREADS=1 scripts/pretrain_shipped.sh   # on a busy machine (OpenMP spin-waits otherwise)
+#   RUN=.cache/pretrain/run2 STEPS=12000 scripts/pretrain_shipped.sh   # a new phase from the committed weights
 #
-# With the full training state in .cache/pretrain/run (same machine as before) it resumes exactly
-# (--resume). On a fresh machine it prepares the corpus and starts a new schedule from the committed
-# weights (--init-from). Ship the newest checkpoint with: python scripts/ship_model.py
+# With the full training state in $RUN (same machine as before) it resumes exactly (--resume). Without
+# it (a fresh machine, or a new RUN folder) it prepares the corpus if needed and starts a new schedule
+# (warmup + linear decay over STEPS) from the committed weights (--init-from). Phase 1 (.cache/pretrain/run)
+# ended at step 10,000. Ship the newest checkpoint with: python scripts/ship_model.py --run "$RUN"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SHIPPED=fastdeberta/shipped/deberta-v3-tiny-en
 RUN=${RUN:-.cache/pretrain/run}
+STEPS=${STEPS:-10000}
 
 [ -f .cache/corpus/train.txt ] || "$PY" scripts/prepare_corpus.py
 start=()
@@ -24,7 +27,7 @@ exec nice -n "${NICE:-0}" "$PY" -m fastdeberta pretrain --objective rtd \
   --config fastdeberta/pretraining/configs/deberta-v3-tiny.json \
   --tokenizer "$SHIPPED/discriminator" \
   --corpus .cache/corpus/train.txt --valid .cache/corpus/valid.txt \
-  --output "$RUN" --seq-length 128 --batch-size 32 --steps 20000 \
+  --output "$RUN" --seq-length 128 --batch-size 32 --steps "$STEPS" \
   --lr 5e-4 --warmup 1000 --rtd-lambda 50 --embedding-sharing gdes \
   --eval-every 200 --eval-sequences 256 --save-every 100 --keep 2 --log-every 10 --no-progress \
   "${start[@]}" "$@"

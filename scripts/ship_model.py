@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from fastdeberta.io import atomic_folder, atomic_write_text  # noqa: E402
 from fastdeberta.shipped import DEFAULT_MODEL, SHIPPED  # noqa: E402
 
 SHIPPED_DIR = SHIPPED[DEFAULT_MODEL]
+DEFAULT_RUN = ".cache/pretrain/run"
 
 
 def cpu_name() -> str:
@@ -68,18 +70,33 @@ def ship(run: Path, *, note: str | None = None, machine_note: str | None = None,
     step = int(state["state"]["step"])
     info_path = SHIPPED_DIR / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {"shipments": []}
+    tokens = step * args["batch_size"] * args["gradient_accumulation_steps"] * seq_length
+    seconds = round(float(state["state"].get("train_seconds") or 0.0) + untracked_seconds)
+    key = os.path.relpath(run.resolve(), ROOT)          # where the run lives, as recorded in training.json
     info["shipments"].append({
-        "date": datetime.date.today().isoformat(), "checkpoint": checkpoint.name, "step": step,
+        "date": datetime.date.today().isoformat(), "run": key, "checkpoint": checkpoint.name, "step": step,
         "total_steps": state["total_steps"], "batch_size": args["batch_size"] * args["gradient_accumulation_steps"],
-        "seq_length": seq_length, "tokens_seen": step * args["batch_size"] * args["gradient_accumulation_steps"]
-        * seq_length, "train_seconds": round(float(state["state"].get("train_seconds") or 0.0) + untracked_seconds),
+        "seq_length": seq_length, "tokens_seen": tokens, "train_seconds": seconds,
         "machine": cpu_name() + (f", {machine_note}" if machine_note else ""),
-        "learning_rate": args["learning_rate"], "precision": args["precision"]})
+        "learning_rate": args["learning_rate"], "precision": args["precision"],
+        **cumulative(info["shipments"], key, step, tokens, seconds)})
     if note:
         info["shipments"][-1]["note"] = note
     info["shipments"][-1]["evaluations"] = held_out_curve(run / "metrics.jsonl")
     atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
     return info
+
+
+def cumulative(shipments: list[dict], run: str, step: int, tokens: int, seconds: int) -> dict:
+    """Phase number and counts over all phases. A run started with --init-from the shipped weights (another
+    run folder) is a new phase: its counts add to those of the previous phase's last shipment."""
+    earlier = [s for s in shipments if s.get("run", DEFAULT_RUN) != run]
+    base = earlier[-1] if earlier else {}
+    return {"phase": int(base.get("phase", 1)) + 1 if base else 1,
+            "cumulative_steps": int(base.get("cumulative_steps", base.get("step", 0))) + step,
+            "cumulative_tokens": int(base.get("cumulative_tokens", base.get("tokens_seen", 0))) + tokens,
+            "cumulative_train_seconds": int(base.get("cumulative_train_seconds", base.get("train_seconds", 0)))
+            + seconds}
 
 
 def held_out_curve(metrics_file: Path) -> list[dict]:
@@ -189,19 +206,22 @@ def render_card(metrics: dict, info: dict) -> str:
     last = info["shipments"][-1]
     disc = load_model(SHIPPED_DIR / "discriminator", task="base", load_tokenizer=False)
     gen = load_model(SHIPPED_DIR / "generator", task="masked-lm", load_tokenizer=False)
-    seconds = last.get("train_seconds")
+    seconds = last.get("cumulative_train_seconds", last.get("train_seconds"))
     wall = f"{seconds / 3600:.1f} h of training" if seconds else "not recorded for this shipment"
     note = f" ({last['note']})" if last.get("note") else ""
     steps = (f"{last['step']:,} (the end of its schedule: the learning rate has decayed to 0)"
              if last["step"] >= last["total_steps"] else
              f"{last['step']:,} of a {last['total_steps']:,}-step schedule (training continues in later sessions)")
+    if last.get("phase", 1) > 1:
+        steps = (f"{last['cumulative_steps']:,} in {last['phase']} phases (each a new warmup and decay from the "
+                 f"previous phase's weights); phase {last['phase']}: {steps}")
     curve = ", ".join(f"step {e['step']}: {e['mlm_accuracy']:.1%}" for e in last.get("evaluations", [])) or "-"
     text = CARD.format(
         name=DEFAULT_MODEL, disc_layers=disc.config.num_hidden_layers, hidden=disc.config.hidden_size,
         heads=disc.config.num_attention_heads, disc_params=disc.num_parameters() / 1e6,
         gen_layers=gen.config.num_hidden_layers, gen_params=gen.num_parameters() / 1e6,
         vocab=disc.config.vocab_size, mask=disc.config.vocab_size - 1, steps=steps, batch=last["batch_size"], seq_length=last["seq_length"],
-        tokens=last["tokens_seen"], wall=wall, note=note, curve=curve, machine=last["machine"], lr=last["learning_rate"],
+        tokens=last.get("cumulative_tokens", last["tokens_seen"]), wall=wall, note=note, curve=curve, machine=last["machine"], lr=last["learning_rate"],
         **metrics)
     return text
 
@@ -214,7 +234,8 @@ def write_card(metrics: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=ROOT / ".cache/pretrain/run", help="pretraining run folder")
+    parser.add_argument("--run", type=Path, default=Path(DEFAULT_RUN),
+                        help="pretraining run folder (relative to the repository root)")
     parser.add_argument("--valid", type=Path, default=ROOT / ".cache/corpus/valid.txt", help="held-out text")
     parser.add_argument("--sequences", type=int, default=1000, help="held-out sequences to evaluate")
     parser.add_argument("--card-only", action="store_true", help="only re-measure and rewrite the card")
@@ -223,8 +244,9 @@ def main() -> int:
     parser.add_argument("--untracked-seconds", type=float, default=0.0,
                         help="training seconds the checkpoints did not record (added to their train_seconds)")
     args = parser.parse_args()
+    run = args.run if args.run.is_absolute() else ROOT / args.run
     if not args.card_only:
-        info = ship(args.run, note=args.note, machine_note=args.machine_note,
+        info = ship(run, note=args.note, machine_note=args.machine_note,
                     untracked_seconds=args.untracked_seconds)
         print(json.dumps(info["shipments"][-1], indent=2))
     metrics = measure(args.valid, args.sequences)
