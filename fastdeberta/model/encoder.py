@@ -12,7 +12,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import DebertaConfig
 from .attention import DisentangledSelfAttention, reuse_buffers
-from .layers import Dropout, LayerNorm, activation
+from .feedforward import RECOMPUTABLE, act_linear
+from .layers import ACTIVATIONS, Dropout, LayerNorm, activation
 from .positions import GraphSlots, PositionSlots, position_slots
 
 
@@ -26,7 +27,11 @@ class SelfOutput(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+        return self.finish(self.dense(x), residual)
+
+    def finish(self, projected: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The block after the dense layer, given its output: LayerNorm(dropout(projected) + residual)."""
+        return self.LayerNorm(self.dropout(projected) + residual)
 
 
 class Attention(nn.Module):
@@ -46,6 +51,7 @@ class Intermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
+        self.act_name = config.hidden_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.dense(x))
@@ -57,11 +63,35 @@ class DebertaLayer(nn.Module):
         self.attention = Attention(config)
         self.intermediate = Intermediate(config)
         self.output = SelfOutput(config, config.intermediate_size)
+        # Training: recompute the feed-forward activation in backward instead of keeping its output
+        # (see feedforward.py); False keeps the plain modules' path everywhere.
+        self.recompute_activation = True
 
     def forward(self, hidden_states, key_mask, rel_embeddings, slots, query_states=None, output_attentions=False):
         attended, probs = self.attention(hidden_states, key_mask, rel_embeddings, slots, query_states,
                                          output_attentions)
-        return self.output(self.intermediate(attended), attended), probs
+        return self.feed_forward(attended), probs
+
+    def feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D): LayerNorm(dropout(output.dense(act(intermediate.dense(x)))) + x)."""
+        if self.uses_recompute():
+            pre = self.intermediate.dense(attended)                                 # (B, L, I)
+            projected = act_linear(pre, self.output.dense, self.intermediate.act_name)  # (B, L, D)
+            return self.output.finish(projected, attended)
+        return self.output(self.intermediate(attended), attended)
+
+    def uses_recompute(self) -> bool:
+        """Whether this call takes the recomputing path: training under autograd, an activation with a
+        recomputing backward, and the plain modules it stands for (no hooks, output.dense not replaced,
+        e.g. by a LoRA adapter); never while torch.compile/export traces."""
+        if not (self.recompute_activation and self.training and torch.is_grad_enabled()):
+            return False
+        if torch.compiler.is_compiling() or self.intermediate.act_name not in RECOMPUTABLE:
+            return False
+        plain = (type(self.intermediate) is Intermediate and type(self.output.dense) is nn.Linear
+                 and self.intermediate.act is ACTIVATIONS[self.intermediate.act_name])   # act not swapped
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in (self.intermediate, self.output.dense))
+        return plain and not hooked
 
 
 class ConvLayer(nn.Module):
