@@ -132,6 +132,24 @@ def test_partial_checkpoints_are_ignored_and_removed_on_resume(tmp_path):
     assert out.global_step == 6 and (tmp_path / "checkpoint-6").is_dir()
 
 
+def test_resuming_with_another_step_count_says_the_schedule_changes(tmp_path):
+    """--resume with a new max_steps keeps the state and recomputes the learning rate for the new total."""
+    model, data, collate = _tiny_setup()
+    common = dict(output_dir=tmp_path, learning_rate=1e-3, batch_size=4, save_steps=2, precision="fp32",
+                  progress=False, lr_scheduler_type="linear", warmup_steps=0, logging_steps=1)
+    Trainer(model, TrainingArguments(max_steps=4, **common), data, collate_fn=collate).train()
+    messages: list[str] = []
+    model2, _, _ = _tiny_setup()
+    out = Trainer(model2, TrainingArguments(max_steps=8, **common), data, collate_fn=collate,
+                  log=messages.append).train(resume=True)
+    assert any("written for 4 steps, this run has 8" in m for m in messages), messages
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in rows if "lr" in r}
+    # steps 1-4 ran under the 4-step schedule, steps 5-8 under the 8-step one: 1e-3 * (1 - step/8)
+    assert lr[4] == pytest.approx(0.0, abs=1e-12) and lr[5] == pytest.approx(1e-3 * 3 / 8)
+    assert out.global_step == 8
+
+
 def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
     model, data, collate = _tiny_setup()
     args = TrainingArguments(output_dir=tmp_path, max_steps=2, batch_size=4, precision="fp32", progress=False)

@@ -303,9 +303,15 @@ class Trainer:
                                  "loss_sum": 0.0, "loss_count": 0, "window": [], "window_metrics": {},
                                  "metrics": {}, "train_seconds": 0.0}
         if checkpoint is not None:
-            state.update(load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)["state"])
+            saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+            state.update(saved["state"])
             self._truncate_metrics(state["step"])
             self.say(f"resumed from {checkpoint.name} (step {state['step']} of {total})")
+            before = saved.get("total_steps")
+            if before is not None and int(before) != total:
+                self.say(f"the schedule changes: the checkpoint was written for {before} steps, this run has {total}; "
+                         f"from step {state['step']} the learning rate follows the {args.lr_scheduler_type} schedule "
+                         f"over {total} steps")
 
         from tqdm.auto import tqdm
 
