@@ -338,6 +338,12 @@ def shipped_demo(out: Path) -> int:
         say(text + mark)
         say("    " + "   ".join(f"{p['token_str']!r} {p['score']:.2f}" for p in preds))
 
+    measured = SHIPPED[DEFAULT_MODEL] / "metrics.json"
+    if measured.is_file():
+        m = json.loads(measured.read_text(encoding="utf-8"))
+        say(f"(measured on {m['sequences']:,} held-out sequences: the masked word is the top-1 prediction "
+            f"{m['mlm_accuracy']:.1%} of the time -- a small model, briefly trained; see the model card)")
+
     section("sentence embeddings from the discriminator: cosine similarity")
     model = fastdeberta.from_pretrained(DEFAULT_MODEL)
     para, others = similarity_table(model, SHIPPED_EMBED)
