@@ -44,11 +44,9 @@ def deberta_version(config: Any) -> str:
 def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: Any = None,
              local_files_only: bool = False) -> dict[str, Any]:
     """A JSON-ready description of a checkpoint (weights are read, but no model is run)."""
-    import torch
 
     from ..checkpoint import (
         ABSOLUTE_POSITIONS,
-        build_model,
         check_shapes_against_config,
         find_weight_file,
         infer_task,
@@ -80,14 +78,23 @@ def describe(name_or_path: str | os.PathLike, *, revision: str | None = None, ca
     # a config that does not describe the weights (e.g. vocab_size 1e10 over a 2,001-row table) is an
     # error here, as in from_pretrained, not a parameter count of a model that cannot exist
     check_shapes_against_config(config, task, state, str(weights))
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(config, task, state)
+    model = _meta_model(config, task, state)
     info = _describe_config(name_or_path, folder, config, task)
     info.update({"weights": weights.name, "parameters": model.num_parameters(),
                  "checkpoint_tensor_elements": sum(t.numel() for t in state.values()),
                  "enhanced_mask_decoder": emd, "tasks": sorted(TASKS), "tasks_with_trained_heads": ready})
     return info
+
+
+def _meta_model(config: Any, task: str, state: dict[str, Any] | None = None) -> Any:
+    """The model ``config`` describes for ``task``, on the meta device (shapes only: counted, never run)."""
+    import torch
+
+    from ..checkpoint import build_model
+
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_model(config, task, state)
 
 
 def _describe_tokenizer(folder: Any) -> dict[str, Any]:
@@ -135,16 +142,11 @@ def _describe_config(name_or_path: Any, folder: Any, config: Any, task: str) -> 
 def _describe_onnx(name_or_path: Any, folder: Any, config: Any) -> dict[str, Any]:
     """An exported folder: the graph's task, opset, inputs/outputs and measured parity from its manifest
     (the graph itself is not loaded; the parameter count is that of the PyTorch model it came from)."""
-    import torch
-
-    from ..checkpoint import build_model
     from ..export.engine import read_manifest
 
     manifest = read_manifest(folder)
     task = manifest.get("task", "base")
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(config, task)
+    model = _meta_model(config, task)
     info = _describe_config(name_or_path, folder, config, task)
     quantization = manifest.get("quantization") or None
     info.update({

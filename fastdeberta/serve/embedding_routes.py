@@ -51,14 +51,20 @@ def finish_vectors(vectors: torch.Tensor, dimensions: int | None, normalize: boo
     return vectors
 
 
-async def pooled_vectors(state: ServerState, items: list, *, truncate: bool, direction: str,
-                         field: str = "inputs") -> tuple[torch.Tensor, int]:
-    """(N, D) float32 pooled vectors of ``items`` (texts or token-id lists) and their token count.
-    Call it inside ``state.admit()``."""
+async def run_inputs(state: ServerState, kind: str, items: list, *, truncate: bool, direction: str,
+                     field: str = "inputs") -> tuple[list[torch.Tensor], int]:
+    """The batcher's outputs of ``kind`` for ``items`` (texts or token-id lists), one per item, and their
+    token count: count limit -> tokenization thread -> dynamic batcher. Call it inside ``state.admit()``."""
     state.check_count(len(items), field)
     rows = await state.in_thread(state.engine.encode_inputs, items, truncate=truncate, direction=direction)
-    vectors = torch.stack(await state.infer(EMBED, [(row, None) for row in rows]))   # (N, D)
-    return vectors, sum(len(row) for row in rows)
+    return await state.infer(kind, [(row, None) for row in rows]), sum(len(row) for row in rows)
+
+
+async def pooled_vectors(state: ServerState, items: list, *, truncate: bool, direction: str,
+                         field: str = "inputs") -> tuple[torch.Tensor, int]:
+    """(N, D) float32 pooled vectors of ``items`` and their token count (inside ``state.admit()``)."""
+    vectors, tokens = await run_inputs(state, EMBED, items, truncate=truncate, direction=direction, field=field)
+    return torch.stack(vectors), tokens
 
 
 def add_embedding_routes(app: FastAPI, state: ServerState) -> None:
@@ -81,10 +87,8 @@ def add_embedding_routes(app: FastAPI, state: ServerState) -> None:
         refuse_prompt(req.prompt_name)
         items = schemas.split_inputs(req.inputs)
         async with state.admit():
-            state.check_count(len(items))
-            rows = await state.in_thread(engine.encode_inputs, items, truncate=state.truncate(req.truncate),
-                                         direction=req.truncation_direction.lower())
-            matrices = await state.infer(TOKENS, [(row, None) for row in rows])   # N x (n_i, D)
+            matrices, _ = await run_inputs(state, TOKENS, items, truncate=state.truncate(req.truncate),
+                                           direction=req.truncation_direction.lower())   # N x (n_i, D)
         return JSONResponse([matrix.tolist() for matrix in matrices])
 
     @app.post("/similarity", response_model=schemas.SimilarityResponse, responses=errors,
