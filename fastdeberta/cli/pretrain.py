@@ -11,7 +11,10 @@ HELP = "pretrain from raw text: masked LM with the Enhanced Mask Decoder, or DeB
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("pretrain", help=HELP, description=HELP.capitalize() + ". Checkpoints are "
-                                   "written atomically to OUTPUT/checkpoint-STEP and --resume continues exactly.")
+                                   "written atomically to OUTPUT/checkpoint-STEP and --resume continues exactly. Data parallel: run the "
+                                   "same command under torchrun (e.g. `torchrun --standalone --nproc-per-node 2 -m "
+                                   "fastdeberta pretrain ...`); --batch-size is then per process and only rank 0 "
+                                   "writes OUTPUT.")
     parser.add_argument("--objective", choices=["mlm", "rtd"], default="rtd",
                         help="mlm: masked LM through the EMD; rtd: generator + replaced-token-detection "
                              "discriminator (default)")
@@ -42,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="weight of the RTD loss (paper: 50, default; original code recipes: 10)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, default=10000, help="optimizer steps (default 10000)")
-    opt.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch (default 32)")
+    opt.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch, per process under torchrun (default 32)")
     opt.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     opt.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     opt.add_argument("--warmup", type=float, default=0.06,
@@ -75,6 +78,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     from ..pretraining.run import PretrainArguments, pretrain
     from ..training import TrainingArguments
+    from ..training.distributed import launched
 
     warmup_steps = int(args.warmup) if args.warmup >= 1 else 0
     training = TrainingArguments(
@@ -89,8 +93,11 @@ def run_command(args: argparse.Namespace) -> int:
         embedding_sharing=args.embedding_sharing, rtd_lambda=args.rtd_lambda, masking=args.masking,
         mask_probability=args.mask_probability, max_span=args.max_span, seq_length=args.seq_length,
         valid_fraction=args.valid_fraction, eval_sequences=args.eval_sequences)
-    result = pretrain(options, training, tokenizer_dir=args.tokenizer, corpus=args.corpus, valid=args.valid,
-                      resume=args.resume, device=args.device, init_from=args.init_from)
+    with launched(args.device) as (ctx, device):         # torchrun: one process of a data-parallel job
+        result = pretrain(options, training, tokenizer_dir=args.tokenizer, corpus=args.corpus, valid=args.valid,
+                          resume=args.resume, device=device, init_from=args.init_from)
+    if not ctx.main:
+        return 0
     summary = {"steps": result.global_step, "train_loss": result.train_loss, "metrics": result.metrics,
                "output": str(result.model_dir)}
     print(json.dumps(summary, indent=None if args.json else 2))

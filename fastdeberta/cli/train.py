@@ -54,7 +54,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train", help=HELP, description=HELP.capitalize() + ". Data: .csv/.tsv/.jsonl/.parquet (classification, "
         "multiple choice), .jsonl with tokens+tags or CoNLL (token classification), SQuAD .json/.jsonl "
         "(question answering). Writes checkpoints, metrics.jsonl and the final model (best on --eval when given) "
-        "into --output; --resume continues a killed run exactly.")
+        "into --output; --resume continues a killed run exactly. Data parallel: the same command under torchrun "
+        "(`torchrun --nproc-per-node N -m fastdeberta train ...`).")
     parser.add_argument("--task", required=True, choices=TASK_CHOICES, help="what to train")
     parser.add_argument("--model", "-m", required=True,
                         help="pretrained checkpoint folder or Hub repo id (its tokenizer files are needed)")
@@ -64,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3)")
     parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; overrides --epochs when > 0")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per batch, per process under torchrun (default 16)")
     parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default 1)")
     parser.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5; LoRA: try 5e-4)")
     parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
@@ -128,7 +129,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.run import finetune
+    from ..training.distributed import launched
 
     _check_numbers(args)
     lora = None
@@ -137,7 +138,25 @@ def run(args: argparse.Namespace) -> int:
 
         lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                           target_modules=[t.strip() for t in args.lora_targets.split(",") if t.strip()])
-    result = finetune(
+    with launched() as (ctx, _):                        # torchrun: one process of a data-parallel job
+        result = _finetune(args, lora)
+    if not ctx.main:
+        return 0
+    summary = {"output": str(result.model_dir), "steps": result.global_step, "train_loss": result.train_loss,
+               "metrics": result.metrics, "best_metric": result.best_metric, "best_step": result.best_step}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"trained {result.global_step} steps, mean loss {result.train_loss:.4f}; model in {result.model_dir}")
+        for name, value in result.metrics.items():
+            print(f"  eval {name}: {value:.4f}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace, lora: Any) -> Any:
+    from ..tasks.run import finetune
+
+    return finetune(
         args.task, args.model, args.train, args.output, eval_file=args.eval, task_options=task_options(args),
         max_length=args.max_length, lora=lora, resume=args.resume,
         log=lambda message: print(message, file=sys.stderr),
@@ -149,12 +168,3 @@ def run(args: argparse.Namespace) -> int:
         save_steps=args.save_every, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
         early_stopping_patience=args.early_stopping, progress=not args.no_progress,
     )
-    summary = {"output": str(result.model_dir), "steps": result.global_step, "train_loss": result.train_loss,
-               "metrics": result.metrics, "best_metric": result.best_metric, "best_step": result.best_step}
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"trained {result.global_step} steps, mean loss {result.train_loss:.4f}; model in {result.model_dir}")
-        for name, value in result.metrics.items():
-            print(f"  eval {name}: {value:.4f}")
-    return 0

@@ -110,11 +110,14 @@ def finetune(task_name: str, model: str | os.PathLike, train_file: str | os.Path
     is saved at the top of ``output_dir``.
     """
     from ..training import Trainer, TrainingArguments
+    from ..training.distributed import context
 
     output_dir = Path(output_dir)
-    say = log or print
+    main = context().main                               # under torchrun only rank 0 writes output_dir
+    say = (log or print) if main else (lambda message: None)
     task = make_task(task_name, task_options)
-    _check_output(output_dir, resume)
+    if main:
+        _check_output(output_dir, resume)
     train_examples = task.read(train_file)
     eval_examples = task.read(eval_file) if eval_file is not None else None
     head = task.label_config(train_examples)
@@ -142,8 +145,9 @@ def finetune(task_name: str, model: str | os.PathLike, train_file: str | os.Path
 
     settings = {"task": task.name, "options": _task_options(task), "max_length": length,
                 "lora": None if lora is None else vars(lora)}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output_dir / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
     pad_id = pad_id_of(tokenizer)
     eval_fn = None
     if eval_examples is not None:

@@ -14,11 +14,16 @@ is the optimizer step alone. Randomness inside ``compute_loss`` comes from a gen
 Evaluation runs under ``fork_rng`` so it never shifts that state. A run killed at any point and
 resumed from its newest checkpoint therefore reaches bitwise the same weights as one that was never
 interrupted (same machine, same number of threads).
+
+Data parallel. Under ``torchrun`` (several processes) the same loop runs in every process; see
+``fastdeberta.training.distributed`` for the sharding, the gradient averaging and why only rank 0
+reads and writes the output folder. With one process it is exactly the loop described above.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -35,8 +40,28 @@ from torch import nn
 
 from ..hardware import bf16_support
 from ..io import atomic_folder, atomic_path
+from .distributed import (
+    DistContext,
+    all_gather_objects,
+    average_gradients,
+    broadcast_module,
+    broadcast_object,
+    context,
+    gather_objects,
+    reduce_sums,
+    shard,
+)
 from .optim import SCHEDULES, lr_schedule, param_groups
-from .state import checkpoint_steps, latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from .state import (
+    checkpoint_steps,
+    latest_checkpoint,
+    load_checkpoint,
+    read_rng_state,
+    remove_partial,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 __all__ = ["Trainer", "TrainingArguments", "TrainOutput", "resolve_precision"]
 
@@ -52,7 +77,7 @@ class TrainingArguments:
     learning_rate: float = 2e-5
     num_train_epochs: float = 3.0
     max_steps: int = -1                        # > 0 overrides num_train_epochs (optimizer steps)
-    batch_size: int = 16                       # examples per micro-batch
+    batch_size: int = 16                       # examples per micro-batch (per process under torchrun)
     gradient_accumulation_steps: int = 1
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
@@ -171,11 +196,12 @@ class Trainer:
         self._groups = param_groups
         self._log = log
         self._permutations: dict[int, list[int]] = {}
+        self.dist: DistContext = context()
 
     # ------------------------------------------------------------------ sizes and data order
     @property
     def batches_per_epoch(self) -> int:
-        return math.ceil(len(self.train_dataset) / self.args.batch_size)
+        return math.ceil(len(self.train_dataset) / (self.args.batch_size * self.dist.world_size))
 
     @property
     def total_steps(self) -> int:
@@ -185,21 +211,23 @@ class Trainer:
         return max(1, math.ceil(args.num_train_epochs * self.batches_per_epoch / args.gradient_accumulation_steps))
 
     def micro_batch(self, index: int) -> list[Any]:
-        """The examples of micro-batch ``index`` of the run (a function of the index and the seed only)."""
+        """This process's examples of micro-batch ``index`` of the run (a function of the index, the seed
+        and the process's rank only)."""
         epoch, position = divmod(index, self.batches_per_epoch)
         order = self._permutations.get(epoch)
         if order is None:
             generator = torch.Generator().manual_seed(self.args.seed + epoch)
             order = torch.randperm(len(self.train_dataset), generator=generator).tolist()
             self._permutations = {epoch: order}          # one epoch's order kept at a time
-        size = self.args.batch_size
-        return [self.train_dataset[i] for i in order[position * size:(position + 1) * size]]
+        return [self.train_dataset[i] for i in shard(order, position, self.args.batch_size, self.dist)]
 
     def epoch_at(self, step: int) -> float:
         return step * self.args.gradient_accumulation_steps / self.batches_per_epoch
 
     # ------------------------------------------------------------------ logging
     def say(self, message: str) -> None:
+        if not self.dist.main:
+            return
         if self._log is not None:
             self._log(message)
         else:
@@ -275,16 +303,79 @@ class Trainer:
         (out / METRICS_FILE).unlink(missing_ok=True)
         return None
 
+    def _on_main(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on rank 0 and hand its result (or its failure) to every process, so that an error
+        there stops the whole job with the same message instead of leaving the others waiting."""
+        ctx = self.dist
+        if not ctx.active:
+            return work()
+        outcome: tuple[str, Any] | None = None
+        error: BaseException | None = None
+        if ctx.main:
+            try:
+                outcome = ("ok", work())
+            except Exception as failure:             # re-raised below, after the others have heard of it
+                error = failure
+                outcome = ("error", f"{type(failure).__name__}: {failure}")
+        kind, value = broadcast_object(outcome, ctx)
+        if error is not None:
+            raise error
+        if kind == "error":
+            raise RuntimeError(f"rank 0 failed, so this process stops too: {value}")
+        return value
+
+    def _restore(self, checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+        """Load ``checkpoint`` (rank 0 reads it, the others receive it); returns the trainer state."""
+        ctx, model = self.dist, self.model
+        if not ctx.active:
+            saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+        else:
+            def read() -> tuple[dict[str, Any], Any]:
+                found = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+                                        restore_rng=False)
+                return found, read_rng_state(checkpoint)
+
+            saved, rng = self._on_main(read)
+            broadcast_module(model, ctx)
+            optimizer_state = broadcast_object(optimizer.state_dict() if ctx.main else None, ctx)
+            scheduler_state = broadcast_object(scheduler.state_dict() if ctx.main else None, ctx)
+            if not ctx.main:
+                optimizer.load_state_dict(optimizer_state)
+                scheduler.load_state_dict(scheduler_state)
+            ranks = rng.get("ranks") if isinstance(rng, dict) else None
+            if ranks is not None and len(ranks) == ctx.world_size:
+                set_rng_state(ranks[ctx.rank])
+            else:                                    # each process's random streams start afresh
+                seed = self.args.seed + ctx.rank + 1_000_003 * int(saved["state"]["step"])
+                torch.manual_seed(seed)
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+        written = int(saved.get("world_size", 1))
+        if written != ctx.world_size:
+            self.say(f"the checkpoint was written by {written} process(es) and this run has {ctx.world_size}: "
+                     "training continues from its weights, optimizer and step, but the data order and random "
+                     "streams are those of the new process count, so it is not a bit-exact resume")
+        return saved
+
     def train(self, resume: bool = False) -> TrainOutput:
-        args, model = self.args, self.model
-        checkpoint = self._prepare_output(resume)
+        args, model, ctx = self.args, self.model, self.dist
+        if ctx.active:
+            lengths = all_gather_objects(len(self.train_dataset), ctx)
+            if len(set(lengths)) > 1:
+                raise ValueError(f"the processes hold training sets of different sizes {lengths}: every process "
+                                 "must read the same data (same files, same tokenizer, same options)")
+        checkpoint = self._on_main(lambda: self._prepare_output(resume))
         device = next(model.parameters()).device
         autocast_dtype, precision_note = resolve_precision(args.precision, device)
         self.say(precision_note)
+        if ctx.active:
+            self.say(f"data parallel: {ctx.world_size} processes, {args.batch_size} examples each per micro-batch")
 
-        torch.manual_seed(args.seed)
-        random.seed(args.seed)
-        np.random.seed(args.seed % 2**32)
+        seed = args.seed + ctx.rank                  # dropout differs per process; with one process: the seed
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        broadcast_module(model, ctx)                 # identical replicas, however each process built its model
         groups = self._groups or param_groups(model, lr=args.learning_rate, weight_decay=args.weight_decay,
                                               layerwise_lr_decay=args.layerwise_lr_decay)
         # fused: one kernel over all parameters (on a 14M-parameter model 4.3x less CPU time than the default
@@ -303,9 +394,10 @@ class Trainer:
                                  "loss_sum": 0.0, "loss_count": 0, "window": [], "window_metrics": {},
                                  "metrics": {}, "train_seconds": 0.0}
         if checkpoint is not None:
-            saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+            saved = self._restore(checkpoint, optimizer, scheduler)
             state.update(saved["state"])
-            self._truncate_metrics(state["step"])
+            if ctx.main:
+                self._truncate_metrics(state["step"])
             self.say(f"resumed from {checkpoint.name} (step {state['step']} of {total})")
             before = saved.get("total_steps")
             if before is not None and int(before) != total:
@@ -315,8 +407,8 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=state["step"], desc="train", unit="step", disable=not args.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(total=total, initial=state["step"], desc="train", unit="step",
+                   disable=not (args.progress and ctx.main), dynamic_ncols=True)
         acc = args.gradient_accumulation_steps
         # wall time over every session of the run (kept in the checkpoints, not in the log)
         session_started, seconds_before = time.perf_counter(), float(state.get("train_seconds", 0.0))
@@ -327,28 +419,40 @@ class Trainer:
             while state["step"] < total and not stop_early:
                 step = state["step"]
                 optimizer.zero_grad(set_to_none=True)
-                step_loss, step_metrics = 0.0, {}
+                step_loss, step_metrics, step_examples, step_tokens = 0.0, {}, 0, 0
+                nonfinite: tuple[int, float] | None = None
                 for k in range(acc):
                     index = step * acc + k
                     examples = self.micro_batch(index)
                     batch = _to_device(self.collate_fn(examples), device)
-                    generator = torch.Generator().manual_seed(_micro_seed(args.seed, index))
+                    stream = index * ctx.world_size + ctx.rank
+                    generator = torch.Generator().manual_seed(_micro_seed(args.seed, stream))
                     with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                                         enabled=autocast_dtype is not None):
                         loss, metrics = self.compute_loss(model, batch, generator)
                     value = float(loss.detach())
                     if not math.isfinite(value):
-                        raise FloatingPointError(
-                            f"the loss became {value} at step {step + 1} (micro-batch {index}); lower the learning "
-                            f"rate (now {scheduler.get_last_lr()[0]:.3g}) or use precision='fp32'. The last "
-                            "checkpoint is intact.")
+                        nonfinite = nonfinite or (index, value)
+                        if not ctx.active:           # alone: stop at once (with others: after telling them)
+                            raise self._nonfinite_error(step, nonfinite, scheduler)
                     (loss / acc).backward()
                     step_loss += value / acc
                     for name, v in metrics.items():
                         step_metrics[name] = step_metrics.get(name, 0.0) + float(v) / acc
-                    window_examples += len(examples)
+                    step_examples += len(examples)
                     mask = batch.get("attention_mask")
-                    window_tokens += int(mask.sum()) if isinstance(mask, torch.Tensor) else 0
+                    step_tokens += int(mask.sum()) if isinstance(mask, torch.Tensor) else 0
+                if ctx.active:                       # the log shows means (losses) and sums (counts) over processes
+                    names = sorted(step_metrics)
+                    sums = reduce_sums([step_loss, float(nonfinite is not None), step_examples, step_tokens,
+                                        *(step_metrics[n] for n in names)], ctx, device)
+                    if sums[1]:
+                        raise self._nonfinite_error(step, nonfinite, scheduler)
+                    step_loss, step_examples, step_tokens = sums[0] / ctx.world_size, int(sums[2]), int(sums[3])
+                    step_metrics = {n: v / ctx.world_size for n, v in zip(names, sums[4:])}
+                    average_gradients(trainable, ctx)
+                window_examples += step_examples
+                window_tokens += step_tokens
                 clip = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
                 grad_norm = float(nn.utils.clip_grad_norm_(trainable, clip))
                 optimizer.step()
@@ -373,7 +477,8 @@ class Trainer:
                               "examples_per_s": window_examples / elapsed}
                     if window_tokens:
                         record["tokens_per_s"] = window_tokens / elapsed
-                    self._append_metrics(record)
+                    if ctx.main:
+                        self._append_metrics(record)
                     state["window"], state["window_metrics"] = [], {}
                     window_started, window_examples, window_tokens = time.perf_counter(), 0, 0
 
@@ -382,16 +487,13 @@ class Trainer:
                 if self.eval_fn is not None and (
                         (args.eval_steps and step % args.eval_steps == 0) or (not args.eval_steps and epoch_end)
                         or last):
-                    state["metrics"] = self._evaluate(step)
+                    state["metrics"] = self._on_main(functools.partial(self._evaluate, step))
                     stop_early = self._track_best(state, step)
                     bar.set_postfix(loss=f"{step_loss:.4f}", **{f"eval_{k}": f"{v:.4g}" for k, v in state["metrics"].items()})
                 if (args.save_steps and step % args.save_steps == 0) or (not args.save_steps and epoch_end) \
                         or last or stop_early:
                     state["train_seconds"] = seconds_before + time.perf_counter() - session_started
-                    save_checkpoint(args.output_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                                    trainer_state={"state": state, "args": args.to_json(), "total_steps": total},
-                                    save_model=self.save_model)
-                    self._prune_checkpoints(state["best_step"])
+                    self._save_checkpoint(step, state, total, optimizer, scheduler)
         finally:
             bar.close()
             model.eval()
@@ -399,6 +501,29 @@ class Trainer:
             self.say(f"early stopping at step {state['step']}: {args.early_stopping_patience} evaluations "
                      f"without improvement of {args.metric_for_best_model}")
         return self._finish(state)
+
+    def _nonfinite_error(self, step: int, nonfinite: tuple[int, float] | None,
+                         scheduler: Any) -> FloatingPointError:
+        where = (f"the loss became {nonfinite[1]} at step {step + 1} (micro-batch {nonfinite[0]})"
+                 if nonfinite is not None else f"the loss became non-finite in another process at step {step + 1}")
+        return FloatingPointError(
+            f"{where}; lower the learning rate (now {scheduler.get_last_lr()[0]:.3g}) or use precision='fp32'. "
+            "The last checkpoint is intact.")
+
+    def _save_checkpoint(self, step: int, state: dict[str, Any], total: int, optimizer: torch.optim.Optimizer,
+                         scheduler: Any) -> None:
+        ctx = self.dist
+        states = gather_objects(rng_state(), ctx)    # each process's random state, on rank 0
+        rng = {"world_size": ctx.world_size, "ranks": states} if ctx.active else None
+
+        def write() -> None:
+            save_checkpoint(self.args.output_dir, step, model=self.model, optimizer=optimizer, scheduler=scheduler,
+                            trainer_state={"state": state, "args": self.args.to_json(), "total_steps": total,
+                                           "world_size": ctx.world_size},
+                            save_model=self.save_model, rng=rng)
+            self._prune_checkpoints(state["best_step"])
+
+        self._on_main(write)
 
     def _track_best(self, state: dict[str, Any], step: int) -> bool:
         """Record a new best model; True when early stopping should end the run."""
@@ -410,7 +535,7 @@ class Trainer:
         better = best is None or (value > best if args.higher_is_better() else value < best)
         if better:
             state["best_metric"], state["best_step"], state["bad_evals"] = value, step, 0
-            self._save_model_atomically(args.output_dir / "best")
+            self._on_main(lambda: self._save_model_atomically(args.output_dir / "best"))
             return False
         state["bad_evals"] += 1
         return bool(args.early_stopping_patience) and state["bad_evals"] >= args.early_stopping_patience
@@ -418,6 +543,12 @@ class Trainer:
     def _finish(self, state: dict[str, Any]) -> TrainOutput:
         """Save the final model (the best one when a metric chooses, else the last) at the top of output_dir."""
         out = self.args.output_dir
+        self._on_main(lambda: self._write_final_model(out))
+        mean_loss = state["loss_sum"] / max(1, state["loss_count"])
+        return TrainOutput(global_step=state["step"], train_loss=mean_loss, metrics=dict(state["metrics"]),
+                           best_metric=state["best_metric"], best_step=state["best_step"], model_dir=out)
+
+    def _write_final_model(self, out: Path) -> None:
         best = out / "best"
         if self.args.metric_for_best_model is not None and best.is_dir():
             for item in best.iterdir():
@@ -429,6 +560,3 @@ class Trainer:
                         shutil.copytree(item, tmp, dirs_exist_ok=True)
         else:
             self.save_model(self.model, out)
-        mean_loss = state["loss_sum"] / max(1, state["loss_count"])
-        return TrainOutput(global_step=state["step"], train_loss=mean_loss, metrics=dict(state["metrics"]),
-                           best_metric=state["best_metric"], best_step=state["best_step"], model_dir=out)

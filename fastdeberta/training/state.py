@@ -6,7 +6,8 @@ A checkpoint is the folder ``checkpoint-<step>`` holding
     model/              the user-facing model (the trainer's ``save_model``: e.g. a transformers folder)
     optimizer.pt        optimizer.state_dict()      (tensors and plain containers:
     scheduler.pt        scheduler.state_dict()       loadable with torch.load(weights_only=True))
-    rng.pt              torch (CPU and CUDA), Python and numpy random states
+    rng.pt              torch (CPU and CUDA), Python and numpy random states (under torchrun:
+                        {"world_size": N, "ranks": [one such state per process]})
     trainer_state.json  step, best metric, pending log window, the arguments
 
 It is assembled in a temporary sibling folder and renamed into place, so a checkpoint folder that
@@ -32,8 +33,8 @@ from torch import nn
 
 from ..io import atomic_folder, atomic_write_text
 
-__all__ = ["CHECKPOINT_PREFIX", "checkpoint_steps", "latest_checkpoint", "load_checkpoint", "remove_partial",
-           "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_PREFIX", "checkpoint_steps", "latest_checkpoint", "load_checkpoint", "read_rng_state",
+           "remove_partial", "rng_state", "save_checkpoint", "set_rng_state"]
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
@@ -97,7 +98,8 @@ def remove_partial(output_dir: Path) -> list[Path]:
 
 def save_checkpoint(output_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, trainer_state: dict[str, Any],
-                    save_model: Callable[[nn.Module, Path], None] | None) -> Path:
+                    save_model: Callable[[nn.Module, Path], None] | None, rng: Any = None) -> Path:
+    """Write ``checkpoint-<step>`` atomically; ``rng`` replaces this process's random state (default)."""
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     with atomic_folder(final) as folder:
         save_safetensors_model(model, str(folder / "state.safetensors"))
@@ -105,14 +107,15 @@ def save_checkpoint(output_dir: Path, step: int, *, model: nn.Module, optimizer:
             save_model(model, folder / "model")
         torch.save(optimizer.state_dict(), folder / "optimizer.pt")
         torch.save(scheduler.state_dict(), folder / "scheduler.pt")
-        torch.save(rng_state(), folder / "rng.pt")
+        torch.save(rng_state() if rng is None else rng, folder / "rng.pt")
         atomic_write_text(folder / "trainer_state.json", json.dumps(trainer_state, indent=2, default=str))
     return final
 
 
 def load_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states; return the trainer state."""
+                    scheduler: Any, restore_rng: bool = True) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and (unless ``restore_rng=False``) RNG states; return the
+    trainer state."""
     missing, unexpected = load_safetensors_model(model, str(folder / "state.safetensors"), strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -121,5 +124,12 @@ def load_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch.optim.Op
         )
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    set_rng_state(torch.load(folder / "rng.pt", weights_only=True))
+    if restore_rng:
+        rng = read_rng_state(folder)
+        set_rng_state(rng["ranks"][0] if "ranks" in rng else rng)
     return json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def read_rng_state(folder: Path) -> dict[str, Any]:
+    """The saved random state(s) of ``checkpoint-<step>`` (see the module docstring for the layout)."""
+    return torch.load(folder / "rng.pt", weights_only=True)
