@@ -4,6 +4,8 @@
 #   scripts/pretrain_shipped.sh            # runs until stopped (or STEPS steps); safe to kill at any time
 #   OMP_NUM_THREADS=1 scripts/pretrain_shipped.sh   # on a busy machine (OpenMP spin-waits otherwise)
 #   RUN=.cache/pretrain/run2 STEPS=12000 scripts/pretrain_shipped.sh   # a new phase from the committed weights
+#   PROCS=2 scripts/pretrain_shipped.sh    # data parallel: 2 processes x 1 thread (torchrun), same global batch;
+#                                          # 1.10x the tokens/s of 1 process x 2 threads on 2 idle cores here
 #
 # With the full training state in $RUN (same machine as before) it resumes exactly (--resume). Without
 # it (a fresh machine, or a new RUN folder) it prepares the corpus if needed and starts a new schedule
@@ -23,11 +25,18 @@ if compgen -G "$RUN/checkpoint-*/trainer_state.json" >/dev/null; then
 elif [ -f "$SHIPPED/discriminator/config.json" ]; then
   start=(--init-from "$SHIPPED")
 fi
-exec nice -n "${NICE:-0}" "$PY" -m fastdeberta pretrain --objective rtd \
+PROCS=${PROCS:-1}
+BATCH=32                                   # global batch; per process under torchrun
+launch=("$PY")
+if [ "$PROCS" -gt 1 ]; then
+  launch=("$PY" -m torch.distributed.run --standalone --nproc-per-node "$PROCS")
+  export OMP_NUM_THREADS=1
+fi
+exec nice -n "${NICE:-0}" "${launch[@]}" -m fastdeberta pretrain --objective rtd \
   --config fastdeberta/pretraining/configs/deberta-v3-tiny.json \
   --tokenizer "$SHIPPED/discriminator" \
   --corpus .cache/corpus/train.txt --valid .cache/corpus/valid.txt \
-  --output "$RUN" --seq-length 128 --batch-size 32 --steps "$STEPS" \
+  --output "$RUN" --seq-length 128 --batch-size $((BATCH / PROCS)) --steps "$STEPS" \
   --lr 5e-4 --warmup 1000 --rtd-lambda 50 --embedding-sharing gdes \
   --eval-every 200 --eval-sequences 256 --save-every 100 --keep 2 --log-every 10 --no-progress \
   "${start[@]}" "$@"

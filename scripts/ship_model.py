@@ -70,12 +70,14 @@ def ship(run: Path, *, note: str | None = None, machine_note: str | None = None,
     step = int(state["state"]["step"])
     info_path = SHIPPED_DIR / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {"shipments": []}
-    tokens = step * args["batch_size"] * args["gradient_accumulation_steps"] * seq_length
+    processes = int(state.get("world_size", 1))        # under torchrun batch_size is per process
+    batch = args["batch_size"] * args["gradient_accumulation_steps"] * processes
+    tokens = step * batch * seq_length
     seconds = round(float(state["state"].get("train_seconds") or 0.0) + untracked_seconds)
     key = os.path.relpath(run.resolve(), ROOT)          # where the run lives, as recorded in training.json
     info["shipments"].append({
         "date": datetime.date.today().isoformat(), "run": key, "checkpoint": checkpoint.name, "step": step,
-        "total_steps": state["total_steps"], "batch_size": args["batch_size"] * args["gradient_accumulation_steps"],
+        "total_steps": state["total_steps"], "batch_size": batch, "processes": processes,
         "seq_length": seq_length, "tokens_seen": tokens, "train_seconds": seconds,
         "machine": cpu_name() + (f", {machine_note}" if machine_note else ""),
         "learning_rate": args["learning_rate"], "precision": args["precision"],

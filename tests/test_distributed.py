@@ -171,6 +171,7 @@ def test_resuming_with_another_process_count_says_it_is_not_exact(worker, tmp_pa
     results = _launch(worker, [run], "resume", 2, 6, 0.1, 0.0, -1, 0)
     _ok(results)
     assert "written by 2 process(es) and this run has 1" in _said(results[0])
+    assert "the data order follows the new global batch (2 instead of 4)" in _said(results[0])
     assert [r["step"] for r in _log(run)][-2:] == [5, 6]
 
 

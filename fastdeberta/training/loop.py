@@ -352,9 +352,14 @@ class Trainer:
                 np.random.seed(seed % 2**32)
         written = int(saved.get("world_size", 1))
         if written != ctx.world_size:
+            before = int(saved.get("args", {}).get("batch_size", self.args.batch_size)) * written
+            data = ("each step still reads the same examples (batch size x processes is unchanged)"
+                    if before == self.args.batch_size * ctx.world_size else
+                    f"the data order follows the new global batch ({self.args.batch_size * ctx.world_size} "
+                    f"instead of {before})")
             self.say(f"the checkpoint was written by {written} process(es) and this run has {ctx.world_size}: "
-                     "training continues from its weights, optimizer and step, but the data order and random "
-                     "streams are those of the new process count, so it is not a bit-exact resume")
+                     f"training continues from its weights, optimizer and step; {data}, but dropout and "
+                     "masking draw from new random streams, so it is not a bit-exact resume")
         return saved
 
     def train(self, resume: bool = False) -> TrainOutput:
