@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DebertaConfig
-from .layers import Dropout
+from .layers import Dropout, dropout_keep_mask, keep_scale
 from .positions import PositionSlots
 
 IMPLEMENTATIONS = ("fast", "reference")
@@ -161,9 +161,10 @@ class _SoftmaxDropoutValues(torch.autograd.Function):
     """dropout(softmax(scores)) @ values, keeping for backward the probabilities and a bool dropout mask
     instead of both the probabilities and their dropped copy: one (N, Lq, L) tensor per layer less.
 
-    scores (N, Lq, L), values (N, L, d), p the dropout rate -> (N, Lq, d). The mask and scaling are
-    torch's dropout (same ``bernoulli_`` draws, kept values times the rounded 1 / (1 - p)), so the
-    result equals ``torch.bmm(F.dropout(torch.softmax(scores, -1), p), values)``.
+    scores (N, Lq, L), values (N, L, d), p the dropout rate -> (N, Lq, d). The mask comes from
+    ``dropout_keep_mask``; under ``exact_dropout()`` mask and scaling are torch's (same ``bernoulli_``
+    draws, kept values times the rounded 1 / (1 - p)) and the result equals
+    ``torch.bmm(F.dropout(torch.softmax(scores, -1), p), values)``.
     """
 
     @staticmethod
@@ -172,8 +173,8 @@ class _SoftmaxDropoutValues(torch.autograd.Function):
         keep = scale = None
         dropped = probs
         if p > 0:
-            keep = torch.empty(probs.shape, dtype=torch.bool, device=probs.device).bernoulli_(1.0 - p)
-            scale = torch.ones((), dtype=probs.dtype, device=probs.device).div_(1.0 - p)
+            keep, kept = dropout_keep_mask(probs.shape, min(p, 1.0), probs.device)
+            scale = keep_scale(kept, probs.dtype, probs.device)
             dropped = probs * keep.to(probs.dtype).mul_(scale)
         ctx.values_dtype = values.dtype
         values = values.to(probs.dtype)
