@@ -57,6 +57,60 @@ def test_gdes_gradients_split_by_loss():
             assert float(rtd[1].abs().max()) > 0                            # RTD trains the delta
 
 
+def test_generator_and_discriminator_gradients_are_clipped_each_by_its_own_norm():
+    """As the original's two trainers: the generator's gradient norm is clipped alone, not scaled down by
+    the discriminator's 50 x RTD gradient. Plain sharing ("es") keeps one joint norm."""
+    from fastdeberta.training.loop import clipping_groups
+
+    model = rtd_model("gdes")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    generator, rest = clipping_groups(model, trainable)
+    assert {id(p) for p in generator} == {id(p) for p in model.generator.parameters() if p.requires_grad}
+    assert {id(p) for p in rest} == {id(p) for p in trainable} - {id(p) for p in generator}
+    assert any(p is model.embedding_delta for p in rest)
+
+    out = model.step(batch(), torch.Generator().manual_seed(0))
+    out["loss"].backward()
+
+    def norm(group):
+        return float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in group if p.grad is not None)))
+
+    before = norm(generator), norm(rest)
+    assert before[1] > 2 * before[0] > 0                     # the RTD side dominates a joint norm
+    limit = before[0] / 2                                     # both groups above it
+    for group in (generator, rest):
+        torch.nn.utils.clip_grad_norm_(group, limit)
+    assert norm(generator) == pytest.approx(limit, rel=1e-4)  # a joint clip: below limit / 2
+    assert norm(rest) == pytest.approx(limit, rel=1e-4)
+
+    shared = rtd_model("es")
+    assert clipping_groups(shared, [p for p in shared.parameters() if p.requires_grad]) == \
+        [[p for p in shared.parameters() if p.requires_grad]]
+
+
+def test_the_training_loop_clips_the_rtd_groups_separately(tmp_path, monkeypatch):
+    from fastdeberta.training import Trainer, TrainingArguments
+
+    model = rtd_model("gdes")
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        calls.append({id(p) for p in params})
+        return real(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    rows = [{"input_ids": ids} for ids in batch(rows=8)["input_ids"]]
+    args = TrainingArguments(output_dir=tmp_path / "run", max_steps=1, batch_size=8, learning_rate=1e-3,
+                             precision="fp32", progress=False)
+    Trainer(model, args, rows, collate_fn=lambda ex: {"input_ids": torch.stack([e["input_ids"] for e in ex]),
+                                                      "attention_mask": torch.ones(len(ex), 12, dtype=torch.long)},
+            compute_loss=model.compute_loss, save_model=lambda m, path: None).train()
+    generator = {id(p) for p in model.generator.parameters() if p.requires_grad}
+    assert calls == [generator, {id(p) for p in model.parameters() if p.requires_grad} - generator]
+
+
 def test_saved_discriminator_embedding_is_generator_plus_delta(tmp_path):
     from fastdeberta import from_pretrained
 

@@ -167,6 +167,21 @@ def _micro_seed(seed: int, micro_batch: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + micro_batch * 0xBF58476D1CE4E5B9) % (2**63 - 1)
 
 
+def clipping_groups(model: nn.Module, trainable: list[nn.Parameter]) -> list[list[nn.Parameter]]:
+    """The parameter groups clipped each by its own gradient norm: the model's ``gradient_clip_groups()``
+    when it has one (e.g. RTD: generator and discriminator, as the original's two trainers), else one
+    group of every trained parameter. The logged ``grad_norm`` is the norm over all of them."""
+    groups = getattr(model, "gradient_clip_groups", None)
+    groups = groups() if callable(groups) else None
+    if not groups:
+        return [trainable]
+    wanted = {id(p) for p in trainable}
+    chosen = [[p for p in group if id(p) in wanted] for group in groups]
+    seen = {id(p) for group in chosen for p in group}
+    rest = [p for p in trainable if id(p) not in seen]
+    return [group for group in chosen + [rest] if group]
+
+
 class Trainer:
     """See the module docstring and ``TrainingArguments``; ``train()`` runs it."""
 
@@ -394,6 +409,7 @@ class Trainer:
         warmup = args.warmup_steps if args.warmup_steps > 0 else int(round(args.warmup_ratio * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(args.lr_scheduler_type, warmup, total))
         trainable = [p for g in optimizer.param_groups for p in g["params"]]
+        clip_groups = clipping_groups(model, trainable)
 
         state: dict[str, Any] = {"step": 0, "best_metric": None, "best_step": None, "bad_evals": 0,
                                  "loss_sum": 0.0, "loss_count": 0, "window": [], "window_metrics": {},
@@ -459,7 +475,7 @@ class Trainer:
                 window_examples += step_examples
                 window_tokens += step_tokens
                 clip = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
-                grad_norm = float(nn.utils.clip_grad_norm_(trainable, clip))
+                grad_norm = math.hypot(*(float(nn.utils.clip_grad_norm_(g, clip)) for g in clip_groups))
                 optimizer.step()
                 scheduler.step()
                 step += 1
