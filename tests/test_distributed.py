@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from fastdeberta.training.distributed import DistContext, shard
 
+ROOT = Path(__file__).resolve().parents[1]
+
 TINY = dict(model_type="deberta-v2", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=32, relative_attention=True, position_buckets=8,
             pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm",
@@ -249,3 +251,16 @@ def test_torchrun_fine_tunes_with_evaluation_and_the_best_model(tmp_path):
     from fastdeberta.cli.main import main
 
     assert main(["evaluate", "--model", str(out), "--data", str(tmp_path / "eval.csv"), "--json"]) == 0
+
+
+def test_torchrun_pretraining_on_bad_text_stops_every_process_with_the_reason(tmp_path):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_text("\n\n")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "fastdeberta", "pretrain", "--tokenizer", str(ROOT / "fastdeberta/shipped/deberta-v3-tiny-en/discriminator"),
+               "--corpus", str(corpus), "--output", str(tmp_path / "run"), "--steps", "2"]
+    done = subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode != 0
+    assert "no text in" in done.stderr                                   # rank 0's own error
+    assert "rank 0 failed, so this process stops too" in done.stderr    # the other one, told why

@@ -173,7 +173,7 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
              valid: list[str] | None = None, resume: bool = False, log: Any = None,
              device: str = "cpu", init_from: str | None = None) -> TrainOutput:
     from ..tokenizer import Tokenizer
-    from ..training.distributed import barrier, context
+    from ..training.distributed import context, main_first
 
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     config = load_config(args.config, tokenizer)
@@ -181,12 +181,7 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
     training.output_dir = Path(training.output_dir)
     # under torchrun rank 0 packs the text first; the others then find its files (a shared folder) or,
     # on another machine, pack the same text themselves
-    ctx = context()
-    if not ctx.main:
-        barrier(ctx)
-    train_data, held = prepare_data(corpus, tokenizer, training.output_dir, args, valid)
-    if ctx.main:
-        barrier(ctx)
+    train_data, held = main_first(context(), lambda: prepare_data(corpus, tokenizer, training.output_dir, args, valid))
     if train_data.seq_length > config.max_position_embeddings:
         raise ValueError(f"sequences of {train_data.seq_length} tokens exceed max_position_embeddings="
                          f"{config.max_position_embeddings} of config {args.config}")

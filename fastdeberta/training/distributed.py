@@ -29,7 +29,7 @@ How the loop uses it (``fastdeberta.training.loop``):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +38,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistContext", "all_gather_objects", "average_gradients", "barrier", "broadcast_module",
-           "broadcast_object", "context", "gather_objects", "init_from_environment", "launched", "reduce_sums",
-           "shard"]
+__all__ = ["DistContext", "all_gather_objects", "average_gradients", "broadcast_module",
+           "broadcast_object", "context", "gather_objects", "init_from_environment", "launched", "main_first",
+           "reduce_sums", "shard"]
 
 _BUCKET_BYTES = 32 * 2**20
 
@@ -106,9 +106,23 @@ def launched(device: str = "cpu") -> Iterator[tuple[DistContext, str]]:
             dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.active:
-        dist.barrier()
+def main_first(ctx: DistContext, work: Callable[[], Any]) -> Any:
+    """``work()`` on rank 0 first, then on the others (e.g. packing data into a folder they may share);
+    a failure on rank 0 stops the others with its message instead of leaving them waiting."""
+    if not ctx.active:
+        return work()
+    if ctx.main:
+        try:
+            result = work()
+        except Exception as failure:
+            broadcast_object(f"{type(failure).__name__}: {failure}", ctx)
+            raise
+        broadcast_object(None, ctx)
+        return result
+    failed = broadcast_object(None, ctx)
+    if failed:
+        raise RuntimeError(f"rank 0 failed, so this process stops too: {failed}")
+    return work()
 
 
 def shard(order: Sequence[int], block: int, size: int, ctx: DistContext) -> list[int]:
