@@ -38,7 +38,7 @@ WORKER = textwrap.dedent("""
     out, mode, batch, steps, dropout, noise, die_at, init_seed = sys.argv[1:9]
     from fastdeberta import DebertaConfig, DebertaForSequenceClassification
     from fastdeberta.training import Trainer, TrainingArguments
-    from fastdeberta.training.distributed import launched
+    from fastdeberta.training.distributed import launched, leave
     cfg = dict({cfg}, hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout))
     with launched() as (ctx, device):
         torch.manual_seed(int(init_seed) + ctx.rank)   # replicas differ: the loop must align them
@@ -62,6 +62,7 @@ WORKER = textwrap.dedent("""
                                  save_steps=4, logging_steps=1, precision="fp32", progress=False,
                                  save_total_limit=3, warmup_steps=2)
         Trainer(model, args, data, collate_fn=collate, compute_loss=loss).train(resume=mode == "resume")
+    leave(0)                # as the CLI does after a data-parallel run (see distributed.leave)
 """).format(cfg=repr(TINY))
 
 

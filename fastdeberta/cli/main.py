@@ -80,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = os.environ.get("FASTDEBERTA_DEBUG", "").lower() in {"1", "true", "yes"}
+    code = _run(args, debug)
+    distributed = sys.modules.get("fastdeberta.training.distributed")   # loaded only by training commands
+    return distributed.leave(code) if distributed is not None else code
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
