@@ -378,6 +378,7 @@ class Trainer:
         return saved
 
     def train(self, resume: bool = False) -> TrainOutput:
+        self.dist = context()                        # the process group may have been joined after __init__
         args, model, ctx = self.args, self.model, self.dist
         if ctx.active:
             lengths = all_gather_objects(len(self.train_dataset), ctx)
