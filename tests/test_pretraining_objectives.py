@@ -209,7 +209,7 @@ def test_bad_options_are_refused():
         RTDModel(config, rtd_lambda=-1)
 
 
-def test_pretrain_cli_runs_and_resumes(tmp_path):
+def test_pretrain_cli_runs_and_resumes(tmp_path, capsys):
     """End to end from raw text with the CLI: tokenizer trained here, 4 steps, then --resume to 6."""
     from fastdeberta.cli.main import main
     from fastdeberta.pretraining.vocab import train_tokenizer
@@ -230,6 +230,7 @@ def test_pretrain_cli_runs_and_resumes(tmp_path):
               "--output", str(tmp_path / "run"), "--seq-length", "16", "--batch-size", "4", "--save-every", "2",
               "--eval-every", "2", "--valid-fraction", "0.2", "--precision", "fp32", "--no-progress", "--json"]
     assert main(common + ["--steps", "4"]) == 0
+    assert "packing" not in capsys.readouterr().err          # --no-progress silences the packing bar too
     assert main(common + ["--steps", "6", "--resume"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval_mlm_accuracy" in r] == [2, 4, 6]

@@ -144,7 +144,7 @@ def evaluate(model: nn.Module, dataset: Any, masking: MaskingOptions, *, pad_id:
 
 
 def prepare_data(corpus: list[str], tokenizer: Any, output_dir: Path, args: PretrainArguments,
-                 valid: list[str] | None = None) -> tuple[PackedDataset, PackedDataset | None]:
+                 valid: list[str] | None = None, progress: bool = True) -> tuple[PackedDataset, PackedDataset | None]:
     """Packed train (and held-out) data: given .npy files are used as they are; text is packed once
     into ``output_dir/data`` and reused on later runs (and on --resume)."""
     if all(str(c).endswith(".npy") for c in corpus):
@@ -160,10 +160,11 @@ def prepare_data(corpus: list[str], tokenizer: Any, output_dir: Path, args: Pret
     train_file = data_dir / "train.npy"
     if not train_file.is_file():
         if valid:
-            pack_corpus(corpus, tokenizer, data_dir, seq_length=args.seq_length)
-            pack_corpus(valid, tokenizer, data_dir, seq_length=args.seq_length, split_names=("valid", ""))
+            pack_corpus(corpus, tokenizer, data_dir, seq_length=args.seq_length, progress=progress)
+            pack_corpus(valid, tokenizer, data_dir, seq_length=args.seq_length, split_names=("valid", ""),
+                        progress=progress)
         else:
-            pack_corpus(corpus, tokenizer, data_dir, seq_length=args.seq_length,
+            pack_corpus(corpus, tokenizer, data_dir, seq_length=args.seq_length, progress=progress,
                         valid_fraction=args.valid_fraction)
     held_file = data_dir / "valid.npy"
     return PackedDataset(train_file), (PackedDataset(held_file) if held_file.is_file() else None)
@@ -181,7 +182,8 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
     training.output_dir = Path(training.output_dir)
     # under torchrun rank 0 packs the text first; the others then find its files (a shared folder) or,
     # on another machine, pack the same text themselves
-    train_data, held = main_first(context(), lambda: prepare_data(corpus, tokenizer, training.output_dir, args, valid))
+    train_data, held = main_first(context(), lambda: prepare_data(corpus, tokenizer, training.output_dir, args, valid,
+                                                                        progress=training.progress))
     if train_data.seq_length > config.max_position_embeddings:
         raise ValueError(f"sequences of {train_data.seq_length} tokens exceed max_position_embeddings="
                          f"{config.max_position_embeddings} of config {args.config}")
