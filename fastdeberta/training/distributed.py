@@ -41,7 +41,7 @@ from torch import nn
 
 __all__ = ["DistContext", "all_gather_objects", "average_gradients", "broadcast_module",
            "broadcast_object", "context", "gather_objects", "init_from_environment", "launched", "leave",
-           "main_first", "reduce_sums", "shard"]
+           "main_first", "on_main", "reduce_sums", "shard"]
 
 _BUCKET_BYTES = 32 * 2**20
 _RAN_DISTRIBUTED = False
@@ -123,23 +123,34 @@ def leave(code: int) -> int:
     os._exit(code)
 
 
-def main_first(ctx: DistContext, work: Callable[[], Any]) -> Any:
-    """``work()`` on rank 0 first, then on the others (e.g. packing data into a folder they may share);
-    a failure on rank 0 stops the others with its message instead of leaving them waiting."""
+def on_main(ctx: DistContext, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 and hand its result (or its failure) to every process, so that an error
+    there stops the whole job with the same message instead of leaving the others waiting."""
     if not ctx.active:
         return work()
+    outcome: tuple[str, Any] | None = None
+    error: BaseException | None = None
     if ctx.main:
         try:
-            result = work()
-        except Exception as failure:
-            broadcast_object(f"{type(failure).__name__}: {failure}", ctx)
-            raise
-        broadcast_object(None, ctx)
-        return result
-    failed = broadcast_object(None, ctx)
-    if failed:
-        raise RuntimeError(f"rank 0 failed, so this process stops too: {failed}")
-    return work()
+            outcome = ("ok", work())
+        except Exception as failure:                 # re-raised below, after the others have heard of it
+            error = failure
+            outcome = ("error", f"{type(failure).__name__}: {failure}")
+    kind, value = broadcast_object(outcome, ctx)
+    if error is not None:
+        raise error
+    if kind == "error":
+        raise RuntimeError(f"rank 0 failed, so this process stops too: {value}")
+    return value
+
+
+def main_first(ctx: DistContext, work: Callable[[], Any]) -> Any:
+    """``work()`` on rank 0 first, then on the others (e.g. packing data into a folder they may share);
+    a failure on rank 0 stops the others with its message (``on_main``). Only the outcome travels, not
+    the result."""
+    done: list[Any] = []
+    on_main(ctx, lambda: done.append(work()))
+    return done[0] if done else work()
 
 
 def shard(order: Sequence[int], block: int, size: int, ctx: DistContext) -> list[int]:

@@ -48,6 +48,7 @@ from .distributed import (
     broadcast_object,
     context,
     gather_objects,
+    on_main,
     reduce_sums,
     shard,
 )
@@ -160,6 +161,13 @@ def _default_loss(model: nn.Module, batch: dict[str, Any], generator: torch.Gene
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _seed_everything(seed: int) -> None:
+    """torch's global generator (dropout), Python's and numpy's."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _micro_seed(seed: int, micro_batch: int) -> int:
@@ -319,25 +327,7 @@ class Trainer:
         return None
 
     def _on_main(self, work: Callable[[], Any]) -> Any:
-        """Run ``work`` on rank 0 and hand its result (or its failure) to every process, so that an error
-        there stops the whole job with the same message instead of leaving the others waiting."""
-        ctx = self.dist
-        if not ctx.active:
-            return work()
-        outcome: tuple[str, Any] | None = None
-        error: BaseException | None = None
-        if ctx.main:
-            try:
-                outcome = ("ok", work())
-            except Exception as failure:             # re-raised below, after the others have heard of it
-                error = failure
-                outcome = ("error", f"{type(failure).__name__}: {failure}")
-        kind, value = broadcast_object(outcome, ctx)
-        if error is not None:
-            raise error
-        if kind == "error":
-            raise RuntimeError(f"rank 0 failed, so this process stops too: {value}")
-        return value
+        return on_main(self.dist, work)
 
     def _restore(self, checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
         """Load ``checkpoint`` (rank 0 reads it, the others receive it); returns the trainer state."""
@@ -361,10 +351,7 @@ class Trainer:
             if ranks is not None and len(ranks) == ctx.world_size:
                 set_rng_state(ranks[ctx.rank])
             else:                                    # each process's random streams start afresh
-                seed = self.args.seed + ctx.rank + 1_000_003 * int(saved["state"]["step"])
-                torch.manual_seed(seed)
-                random.seed(seed)
-                np.random.seed(seed % 2**32)
+                _seed_everything(self.args.seed + ctx.rank + 1_000_003 * int(saved["state"]["step"]))
         written = int(saved.get("world_size", 1))
         if written != ctx.world_size:
             before = int(saved.get("args", {}).get("batch_size", self.args.batch_size)) * written
@@ -392,10 +379,7 @@ class Trainer:
         if ctx.active:
             self.say(f"data parallel: {ctx.world_size} processes, {args.batch_size} examples each per micro-batch")
 
-        seed = args.seed + ctx.rank                  # dropout differs per process; with one process: the seed
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
+        _seed_everything(args.seed + ctx.rank)      # dropout differs per process; with one process: the seed
         broadcast_module(model, ctx)                 # identical replicas, however each process built its model
         groups = self._groups or param_groups(model, lr=args.learning_rate, weight_decay=args.weight_decay,
                                               layerwise_lr_decay=args.layerwise_lr_decay)
@@ -535,8 +519,8 @@ class Trainer:
     def _save_checkpoint(self, step: int, state: dict[str, Any], total: int, optimizer: torch.optim.Optimizer,
                          scheduler: Any) -> None:
         ctx = self.dist
-        states = gather_objects(rng_state(), ctx)    # each process's random state, on rank 0
-        rng = {"world_size": ctx.world_size, "ranks": states} if ctx.active else None
+        # each process's random state, on rank 0 (one process: save_checkpoint takes its own)
+        rng = {"world_size": ctx.world_size, "ranks": gather_objects(rng_state(), ctx)} if ctx.active else None
 
         def write() -> None:
             save_checkpoint(self.args.output_dir, step, model=self.model, optimizer=optimizer, scheduler=scheduler,
