@@ -332,3 +332,56 @@ def test_sample_categorical_draws_from_the_softmax():
     assert bool((ids[:, 1] == 2).all())                                        # a one-hot row always gives its id
     again = sample_categorical(rows, torch.Generator().manual_seed(0)).view(20000, 2)
     assert torch.equal(ids, again)                                             # reproducible from the generator
+
+
+def test_pretraining_dropout_override_keeps_the_config_rates_in_checkpoints(tmp_path, monkeypatch, capsys):
+    """--dropout sets every dropout module's rate for the run (0: train-mode passes become deterministic)
+    while the saved config.json files keep the config's rates, the ones fine-tuning starts from."""
+    from fastdeberta.cli.main import main
+    from fastdeberta.pretraining import run as run_module
+    from fastdeberta.pretraining.run import set_dropout
+    from fastdeberta.pretraining.vocab import train_tokenizer
+
+    cfg = {**CFG, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    torch.manual_seed(0)
+    model = RTDModel(DebertaConfig.from_dict(cfg), generator_layers=1, masking=masking()).train()
+    data = batch()
+    with torch.no_grad():
+        noisy = [model.generator(**data).logits for _ in range(2)]
+    assert not torch.equal(*noisy)                                   # dropout at 0.1 is on
+    assert set_dropout(model, 0.0) >= 6
+    with torch.no_grad():
+        quiet = [model.generator(**data).logits for _ in range(2)]
+    torch.testing.assert_close(quiet[0], quiet[1], rtol=0, atol=0)
+    model.save(tmp_path / "saved")
+    for part in ("generator", "discriminator"):
+        saved = json.loads((tmp_path / "saved" / part / "config.json").read_text())
+        assert saved["hidden_dropout_prob"] == 0.1 and saved["attention_probs_dropout_prob"] == 0.1
+    with pytest.raises(ValueError, match="dropout must be in"):
+        set_dropout(model, 1.0)
+
+    # the CLI option reaches the model the Trainer trains, and a bad value is refused before any work
+    seen = []
+
+    class Spy(run_module.Trainer):
+        def __init__(self, model, *args, **kwargs):
+            seen.append({m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)})
+            super().__init__(model, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "Trainer", Spy)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"The cat number {i} sat on the mat near the dog." for i in range(40)) + "\n")
+    train_tokenizer([corpus], tmp_path / "tok", vocab_size=50, exact_size=False)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({k: v for k, v in cfg.items() if k not in ("vocab_size", "pad_token_id")}))
+    common = ["pretrain", "--tokenizer", str(tmp_path / "tok"), "--corpus", str(corpus), "--config", str(config),
+              "--output", str(tmp_path / "run"), "--seq-length", "16", "--batch-size", "4", "--steps", "1",
+              "--valid-fraction", "0.2", "--precision", "fp32", "--no-progress", "--json"]
+    assert main(common + ["--dropout", "0"]) == 0
+    assert seen == [{0.0}]
+    saved = json.loads((tmp_path / "run" / "generator" / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.1
+    capsys.readouterr()
+    assert main(common + ["--dropout", "1.5", "--output", str(tmp_path / "run2")]) != 0
+    assert "dropout must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()

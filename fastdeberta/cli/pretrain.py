@@ -54,6 +54,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="decay after warmup (default linear)")
     opt.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     opt.add_argument("--max-grad-norm", type=float, default=1.0, help="clip gradients (0: off; default 1.0)")
+    opt.add_argument("--dropout", type=float, default=None,
+                     help="rate of every dropout while pretraining, e.g. 0 for a model that underfits its "
+                          "corpus; the saved config.json keeps the config's rates, the ones fine-tuning starts "
+                          "from; pass the same value again with --resume (default: the config's rates)")
     opt.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast where the CPU/GPU has native bf16, else fp32 (default)")
     opt.add_argument("--seed", type=int, default=42, help="seed for weights, data order and masking")
@@ -92,7 +96,8 @@ def run_command(args: argparse.Namespace) -> int:
         objective=args.objective, config=args.config, generator_layers=args.generator_layers,
         embedding_sharing=args.embedding_sharing, rtd_lambda=args.rtd_lambda, masking=args.masking,
         mask_probability=args.mask_probability, max_span=args.max_span, seq_length=args.seq_length,
-        valid_fraction=args.valid_fraction, eval_sequences=args.eval_sequences)
+        valid_fraction=args.valid_fraction, eval_sequences=args.eval_sequences,
+        dropout=args.dropout)
     with launched(args.device) as (ctx, device):         # torchrun: one process of a data-parallel job
         result = pretrain(options, training, tokenizer_dir=args.tokenizer, corpus=args.corpus, valid=args.valid,
                           resume=args.resume, device=device, init_from=args.init_from)

@@ -23,7 +23,7 @@ from .data import PackedDataset, pack_corpus
 from .masking import IGNORE_INDEX, word_start_table
 from .objectives import OBJECTIVES, MaskingOptions, MLMObjective, RTDModel, masked_lm_logits
 
-__all__ = ["PretrainArguments", "build_model", "evaluate", "load_config", "pretrain"]
+__all__ = ["PretrainArguments", "build_model", "evaluate", "load_config", "pretrain", "set_dropout"]
 
 EVAL_SEED = 1234
 
@@ -41,6 +41,7 @@ class PretrainArguments:
     seq_length: int = 128
     valid_fraction: float = 0.01              # held out by document when packing raw text
     eval_sequences: int = 256                 # held-out sequences evaluated at each evaluation
+    dropout: float | None = None              # rate of every dropout while pretraining; None: the config's
 
 
 def load_config(spec: str, tokenizer: Any) -> DebertaConfig:
@@ -76,6 +77,18 @@ def build_model(args: PretrainArguments, config: DebertaConfig, masking: Masking
         return DebertaForMaskedLM(config, head_layout="lm_predictions", enhanced_mask_decoder=True)
     return RTDModel(config, generator_layers=args.generator_layers, embedding_sharing=args.embedding_sharing,
                     rtd_lambda=args.rtd_lambda, masking=masking)
+
+
+def set_dropout(model: nn.Module, rate: float) -> int:
+    """Set the rate of every dropout module in ``model`` (hidden, attention, relative positions, heads)
+    without touching its config, so that saved checkpoints keep the config's rates, the ones fine-tuning
+    starts from. Returns how many modules were changed."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {rate}")
+    modules = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for m in modules:
+        m.p = rate
+    return len(modules)
 
 
 def collate(examples: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -176,6 +189,8 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
     from ..tokenizer import Tokenizer
     from ..training.distributed import context, main_first
 
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {args.dropout}")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     config = load_config(args.config, tokenizer)
     masking = masking_options(args, tokenizer)
@@ -196,6 +211,8 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
             model.load_state_dict(load_model(init_from, task="masked-lm", load_tokenizer=False).state_dict())
         else:
             model.load_pretrained(init_from)
+    if args.dropout is not None:
+        set_dropout(model, args.dropout)
     model = model.to(device)
     pad_id = tokenizer.pad_token_id
 
