@@ -43,6 +43,15 @@ class PretrainArguments:
     eval_sequences: int = 256                 # held-out sequences evaluated at each evaluation
     dropout: float | None = None              # rate of every dropout while pretraining; None: the config's
 
+    def __post_init__(self) -> None:
+        if self.dropout is not None:
+            _check_dropout(self.dropout)      # refused when the options are built, before any data is packed
+
+
+def _check_dropout(rate: float) -> None:
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {rate}")
+
 
 def load_config(spec: str, tokenizer: Any) -> DebertaConfig:
     """A preset name or a config.json path; vocabulary and special ids come from the tokenizer."""
@@ -83,8 +92,7 @@ def set_dropout(model: nn.Module, rate: float) -> int:
     """Set the rate of every dropout module in ``model`` (hidden, attention, relative positions, heads)
     without touching its config, so that saved checkpoints keep the config's rates, the ones fine-tuning
     starts from. Returns how many modules were changed."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {rate}")
+    _check_dropout(rate)
     modules = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     for m in modules:
         m.p = rate
@@ -189,8 +197,6 @@ def pretrain(args: PretrainArguments, training: TrainingArguments, *, tokenizer_
     from ..tokenizer import Tokenizer
     from ..training.distributed import context, main_first
 
-    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {args.dropout}")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     config = load_config(args.config, tokenizer)
     masking = masking_options(args, tokenizer)
