@@ -7,6 +7,8 @@
 #   RUN=.cache/pretrain/run3 SEED=44 STEPS=20000 PROCS=2 scripts/pretrain_shipped.sh   # phase 3
 #       (give each new phase its own SEED: the data order and the masks follow (seed, step), so a phase
 #        with the previous seed re-reads the same masked batches in the same order; phase 2 used 42 too)
+#   RUN=.cache/pretrain/run4 SEED=45 STEPS=11000 PROCS=2 LR=3e-4 WARMUP=500 scripts/pretrain_shipped.sh   # phase 4
+#       (LR / WARMUP: the peak learning rate and the warmup steps of the new schedule; phases 1-3: 5e-4, 1000)
 #   DROPOUT=0.1 scripts/pretrain_shipped.sh  # dropout while pretraining: 0 by default from phase 3 on (the model
 #                                          # underfits: training and held-out MLM accuracy agree); phases 1-2 used 0.1
 #   PROCS=2 scripts/pretrain_shipped.sh    # data parallel: 2 processes x 1 thread (torchrun), same global batch;
@@ -42,7 +44,7 @@ exec nice -n "${NICE:-0}" "${launch[@]}" -m fastdeberta pretrain --objective rtd
   --tokenizer "$SHIPPED/discriminator" \
   --corpus .cache/corpus/train.txt --valid .cache/corpus/valid.txt \
   --output "$RUN" --seq-length 128 --batch-size $((BATCH / PROCS)) --steps "$STEPS" \
-  --lr 5e-4 --warmup 1000 --rtd-lambda 50 --embedding-sharing gdes \
+  --lr "${LR:-5e-4}" --warmup "${WARMUP:-1000}" --rtd-lambda 50 --embedding-sharing gdes \
   --eval-every 200 --eval-sequences 256 --save-every 100 --keep 2 --log-every 10 --no-progress --seed "${SEED:-42}" \
   --dropout "${DROPOUT:-0}" \
   "${start[@]}" "$@"
